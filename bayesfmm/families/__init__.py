@@ -1,0 +1,9 @@
+"""Component families: one log density each, registered by name."""
+
+from __future__ import annotations
+
+from bayesfmm.families import gaussian, lognormal  # noqa: F401  (registration)
+from bayesfmm.families.base import AuxScale, Family, Slot
+from bayesfmm.families.registry import family_names, get_family, register_family
+
+__all__ = ["Family", "Slot", "AuxScale", "get_family", "register_family", "family_names"]

@@ -1,0 +1,167 @@
+"""What a family is: one log density in its linear predictors, plus optional derivatives.
+
+A family has one or more *slots*. A linear slot is a linear predictor ``X @ beta`` (the
+mean of a regression); an auxiliary slot is a single scalar on an unconstrained scale (the
+log of the error variance), reported on Stata's scale through :class:`AuxScale`.
+
+The log density ``logpdf(y, etas, ops, extra)`` is written once against an
+:class:`~bayesfmm.ops.Ops` namespace, so the same function serves EM, Newton (numpy) and
+PyMC (pytensor). ``eta_derivatives`` returns first and second derivatives of the log density
+with respect to each slot's eta; families that omit it get central finite differences.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from bayesfmm.ops import NUMPY_OPS, Ops
+
+__all__ = ["AuxScale", "Slot", "Family", "LOG_SCALE", "finite_difference_derivatives"]
+
+Array = np.ndarray
+Extra = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class AuxScale:
+    """Map between an auxiliary parameter's optimiser scale and its reported scale.
+
+    ``to_report(theta)`` gives the reported value, ``derivative(theta)`` its derivative
+    (for the delta method); confidence intervals are built on the optimiser scale and
+    mapped through ``to_report``, as Stata does for variances.
+    """
+
+    to_report: Callable[[Array], Array]
+    from_report: Callable[[Array], Array]
+    derivative: Callable[[Array], Array]
+
+
+LOG_SCALE = AuxScale(to_report=np.exp, from_report=np.log, derivative=np.exp)
+IDENTITY_SCALE = AuxScale(
+    to_report=lambda t: np.asarray(t, dtype=float),
+    from_report=lambda t: np.asarray(t, dtype=float),
+    derivative=lambda t: np.ones_like(np.asarray(t, dtype=float)),
+)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One linear predictor of a family.
+
+    Parameters
+    ----------
+    name
+        Internal name (``"mu"``, ``"lnvar"``).
+    linear
+        True for a regression slot (design matrix from the formula); False for an
+        auxiliary scalar (intercept only).
+    report_name
+        For auxiliary slots, the ``term`` it is reported under (``"var(e)"``).
+    param_class
+        Stata's parameter class for ``lcinvariant`` (``"errvar"``, ``"scale"``, ...);
+        linear slots split into ``"cons"`` and ``"coef"`` by term.
+    scale
+        Optimiser scale -> reported scale, for auxiliary slots.
+    """
+
+    name: str
+    linear: bool = True
+    report_name: str | None = None
+    param_class: str = "coef"
+    scale: AuxScale = IDENTITY_SCALE
+
+
+LogPdf = Callable[[Any, Sequence[Any], Ops, Extra], Any]
+Derivatives = Callable[[Array, Sequence[Array], Extra], tuple[Array, Array]]
+
+
+@dataclass(frozen=True)
+class Family:
+    """A component distribution written once in its linear predictors.
+
+    Attributes
+    ----------
+    name
+        Canonical name (``"gaussian"``); ``stata_name`` is what Stata's output calls it.
+    slots
+        The linear predictors; the first is the mean equation.
+    logpdf
+        ``logpdf(y, etas, ops, extra)`` -> per-row log density.
+    eta_derivatives
+        Optional ``(y, etas, extra) -> (d, h)`` with ``d[s]`` the first derivative in slot
+        ``s`` and ``h[s, t]`` the second derivatives, each per row.
+    mean
+        ``mean(etas, ops, extra)`` -> the response mean in this class.
+    cdf
+        ``cdf(y, etas, ops, extra)`` -> the distribution function.
+    check_response
+        ``check_response(y, name)`` raises :class:`~bayesfmm.errors.DataError` for values
+        outside the support.
+    weighted_fit
+        Optional closed-form weighted ML fit used by the EM M-step:
+        ``(y, designs, offsets, weights, extra) -> list of coefficient arrays``.
+    start_aux
+        Start values of the auxiliary slots from a weighted sample:
+        ``(y, weights) -> list of floats`` (one per auxiliary slot).
+    """
+
+    name: str
+    slots: tuple[Slot, ...]
+    logpdf: LogPdf
+    mean: Callable[[Sequence[Any], Ops, Extra], Any]
+    cdf: Callable[[Any, Sequence[Any], Ops, Extra], Any]
+    check_response: Callable[[Array, str], None]
+    start_aux: Callable[[Array, Array], list[float]]
+    eta_derivatives: Derivatives | None = None
+    weighted_fit: Callable[..., list[Array]] | None = None
+    stata_name: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    min_distinct: int = 1
+
+    @property
+    def n_slots(self) -> int:
+        return len(self.slots)
+
+    def derivatives(self, y: Array, etas: Sequence[Array], extra: Extra) -> tuple[Array, Array]:
+        """First and second eta-derivatives, analytic when the family gives them."""
+        if self.eta_derivatives is not None:
+            return self.eta_derivatives(y, etas, extra)
+        return finite_difference_derivatives(self, y, etas, extra)
+
+    def logpdf_numpy(self, y: Array, etas: Sequence[Array], extra: Extra) -> Array:
+        return self.logpdf(y, etas, NUMPY_OPS, extra)
+
+
+def finite_difference_derivatives(
+    family: Family, y: Array, etas: Sequence[Array], extra: Extra, step: float = 1e-4
+) -> tuple[Array, Array]:
+    """Central finite differences of the log density in each eta (rows are independent)."""
+    etas = [np.asarray(e, dtype=float) * np.ones_like(np.asarray(y, dtype=float)) for e in etas]
+    s = len(etas)
+    n = etas[0].shape[0]
+
+    def f(shifted):
+        return family.logpdf(y, shifted, NUMPY_OPS, extra)
+
+    d = np.empty((s, n))
+    h = np.empty((s, s, n))
+    base = f(etas)
+    for a in range(s):
+        up = list(etas)
+        dn = list(etas)
+        up[a] = etas[a] + step
+        dn[a] = etas[a] - step
+        fu, fd = f(up), f(dn)
+        d[a] = (fu - fd) / (2 * step)
+        h[a, a] = (fu - 2 * base + fd) / step**2
+        for b in range(a):
+            pp, pm, mp, mm = list(etas), list(etas), list(etas), list(etas)
+            pp[a], pp[b] = etas[a] + step, etas[b] + step
+            pm[a], pm[b] = etas[a] + step, etas[b] - step
+            mp[a], mp[b] = etas[a] - step, etas[b] + step
+            mm[a], mm[b] = etas[a] - step, etas[b] - step
+            h[a, b] = h[b, a] = (f(pp) - f(pm) - f(mp) + f(mm)) / (4 * step**2)
+    return d, h

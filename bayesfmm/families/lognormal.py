@@ -1,0 +1,65 @@
+"""Lognormal (Stata ``glm, family(lognormal)``): ``log y ~ N(X b, var(e))``.
+
+The density is the normal density of ``log y`` times the Jacobian ``1/y``: it reuses the
+gaussian family's functions rather than writing the density again.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from bayesfmm.errors import DataError
+from bayesfmm.families.base import Family
+from bayesfmm.families.gaussian import (
+    SLOTS,
+    _weighted_log_variance,
+    normal_derivatives,
+    normal_logpdf,
+    normal_weighted_fit,
+)
+from bayesfmm.families.registry import register_family
+from bayesfmm.ops import Ops
+
+__all__ = ["lognormal"]
+
+
+def _logpdf(y: Any, etas: Sequence[Any], ops: Ops, extra: Any = None) -> Any:
+    log_y = ops.log(y)
+    return normal_logpdf(log_y, etas, ops) - log_y
+
+
+def _cdf(y: Any, etas: Sequence[Any], ops: Ops, extra: Any = None) -> Any:
+    mu, lnvar = etas
+    return ops.ndtr((ops.log(y) - mu) * ops.exp(-0.5 * lnvar))
+
+
+def _check_positive(y: np.ndarray, name: str) -> None:
+    bad = np.flatnonzero(~(np.isfinite(y) & (y > 0)))
+    if bad.size:
+        raise DataError(
+            f"lognormal response {name!r} must be positive; rows {bad[:5].tolist()} "
+            f"(of {bad.size}) have values {y[bad[:5]].tolist()}"
+        )
+
+
+def lognormal() -> Family:
+    """The lognormal family; ``mu`` is the mean of ``log y``, reported with ``var(e)``."""
+    return Family(
+        name="lognormal",
+        stata_name="lognormal",
+        slots=SLOTS,
+        logpdf=_logpdf,
+        eta_derivatives=lambda y, etas, extra: normal_derivatives(np.log(y), etas),
+        mean=lambda etas, ops, extra: ops.exp(etas[0] + 0.5 * ops.exp(etas[1])),
+        cdf=_cdf,
+        check_response=_check_positive,
+        start_aux=lambda y, w: _weighted_log_variance(np.log(y), w),
+        weighted_fit=lambda y, designs, offsets, weights, extra=None: normal_weighted_fit(
+            np.log(y), designs, offsets, weights
+        ),
+    )
+
+
+register_family("lognormal", lognormal)

@@ -1,0 +1,1 @@
+"""Maximum likelihood: start values, EM refinement, Newton-Raphson, variance estimators."""

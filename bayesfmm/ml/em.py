@@ -1,0 +1,227 @@
+"""EM for any mixture: a generic E-step and an M-step that asks each family for a weighted fit.
+
+The M-step maximises the expected complete-data log likelihood block by block: the class
+model (a multinomial logit on the responsibilities; closed form without covariates) and
+each component (the family's closed-form weighted fit, or weighted Newton steps built from
+its eta-derivatives). No family appears by name here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import log_softmax
+
+from bayesfmm.design import ComponentDesign
+from bayesfmm.likelihood import Evaluation, MixtureProblem, evaluate
+from bayesfmm.ml.iterlog import IterationLog, mreldif, reldif
+
+__all__ = ["EMOptions", "EMResult", "m_step", "em", "degeneracy", "weighted_component_fit"]
+
+TINY_WEIGHT = 1e-300
+
+
+@dataclass(frozen=True)
+class EMOptions:
+    """Stata's ``emopts()``: iterations, parameter tolerance, log-likelihood tolerance."""
+
+    iterate: int = 20
+    tolerance: float = 1e-4
+    ltolerance: float = 1e-6
+
+
+@dataclass(frozen=True)
+class EMResult:
+    theta: np.ndarray
+    llf: float
+    iterations: int
+    collapsed: str | None
+    evaluation: Evaluation | None
+
+
+def _slot_offsets(comp: ComponentDesign) -> list[np.ndarray]:
+    return [comp.offset if slot.linear else np.zeros_like(comp.offset) for slot in comp.family.slots]
+
+
+def weighted_component_fit(
+    comp: ComponentDesign, weights: np.ndarray, current: list[np.ndarray], steps: int = 5
+) -> list[np.ndarray]:
+    """Weighted ML fit of one component: closed form if the family has one, else Newton."""
+    family = comp.family
+    if family.weighted_fit is not None:
+        return family.weighted_fit(comp.y, comp.slot_designs, _slot_offsets(comp), weights, comp.extra)
+    coefs = [np.array(c, dtype=float) for c in current]
+    sizes = [c.size for c in coefs]
+    edges = np.cumsum([0] + sizes)
+    offsets = _slot_offsets(comp)
+
+    def objective(cs):
+        etas = [X @ b + o for X, b, o in zip(comp.slot_designs, cs, offsets)]
+        return float(weights @ family.logpdf_numpy(comp.y, etas, comp.extra)), etas
+
+    value, etas = objective(coefs)
+    for _ in range(steps):
+        d, h = family.derivatives(comp.y, etas, comp.extra)
+        p = edges[-1]
+        g = np.zeros(p)
+        H = np.zeros((p, p))
+        for a, Xa in enumerate(comp.slot_designs):
+            g[edges[a] : edges[a + 1]] = Xa.T @ (weights * d[a])
+            for b, Xb in enumerate(comp.slot_designs):
+                H[edges[a] : edges[a + 1], edges[b] : edges[b + 1]] = Xa.T @ ((weights * h[a, b])[:, None] * Xb)
+        step = _ascent_direction(g, H)
+        flat = np.concatenate(coefs)
+        for _half in range(30):
+            trial = flat + step
+            cand = [trial[edges[a] : edges[a + 1]] for a in range(len(sizes))]
+            new_value, new_etas = objective(cand)
+            if np.isfinite(new_value) and new_value >= value - 1e-12 * abs(value):
+                break
+            step = step / 2
+        else:
+            break
+        improved = new_value - value
+        coefs, value, etas = cand, new_value, new_etas
+        if improved < 1e-10 * (abs(value) + 1):
+            break
+    return coefs
+
+
+def _ascent_direction(g: np.ndarray, H: np.ndarray) -> np.ndarray:
+    """Newton direction, with the Hessian's eigenvalues forced negative where it is not concave."""
+    vals, vecs = np.linalg.eigh(-(H + H.T) / 2)
+    floor = max(np.max(np.abs(vals)) * 1e-8, 1e-12)
+    vals = np.maximum(np.abs(vals), floor)
+    return vecs @ ((vecs.T @ g) / vals)
+
+
+def _class_m_step(problem: MixtureProblem, resp: np.ndarray, theta: np.ndarray) -> None:
+    """Update the class-model blocks of ``theta`` in place."""
+    etas = [e for e in problem.etas if e.kind == "class"]
+    if not etas:
+        return
+    base = problem.design.base
+    if all(e.intercept_only for e in etas):
+        totals = np.maximum(resp.sum(axis=0), TINY_WEIGHT)
+        for e in etas:
+            theta[e.cols] = np.log(totals[e.class_]) - np.log(totals[base])
+        return
+    k = problem.k
+    n = problem.n
+
+    def q_value(th):
+        logits = np.zeros((n, k))
+        for e in etas:
+            logits[:, e.class_] = e.X @ th[e.cols]
+        log_pi = log_softmax(logits, axis=1)
+        return float(np.sum(resp * log_pi)), np.exp(log_pi)
+
+    value, pi = q_value(theta)
+    cols = np.concatenate([np.arange(e.cols.start, e.cols.stop) for e in etas])
+    for _ in range(10):
+        g_parts, H = [], np.zeros((cols.size, cols.size))
+        offsets = np.cumsum([0] + [e.cols.stop - e.cols.start for e in etas])
+        for a, ea in enumerate(etas):
+            g_parts.append(ea.X.T @ (resp[:, ea.class_] - pi[:, ea.class_]))
+            for b, eb in enumerate(etas):
+                w = pi[:, ea.class_] * pi[:, eb.class_]
+                if a == b:
+                    w = w - pi[:, ea.class_]
+                H[offsets[a] : offsets[a + 1], offsets[b] : offsets[b + 1]] = ea.X.T @ (w[:, None] * eb.X)
+        g = np.concatenate(g_parts)
+        step = _ascent_direction(g, H)
+        for _half in range(30):
+            trial = theta.copy()
+            trial[cols] = theta[cols] + step
+            new_value, new_pi = q_value(trial)
+            if new_value >= value - 1e-12 * abs(value):
+                break
+            step = step / 2
+        gain = new_value - value
+        theta[cols] = trial[cols]
+        value, pi = new_value, new_pi
+        if gain < 1e-10 * (abs(value) + 1):
+            break
+
+
+def m_step(problem: MixtureProblem, resp: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """One M-step: class model and every component, each on its own block."""
+    theta = np.array(theta, dtype=float, copy=True)
+    _class_m_step(problem, resp, theta)
+    layout = problem.layout
+    for j, comps in enumerate(problem.design.classes):
+        weights = resp[:, j]
+        for c, comp in enumerate(comps):
+            blocks = [layout.slot_block(j + 1, c, s) for s in range(len(comp.slot_designs))]
+            current = [theta[b.slice] for b in blocks]
+            if weights.sum() <= 0.5:
+                continue  # an empty class: degeneracy() reports it
+            with np.errstate(divide="ignore", invalid="ignore"):
+                fitted = weighted_component_fit(comp, weights, current)
+            for b, value in zip(blocks, fitted):
+                theta[b.slice] = value
+    return theta
+
+
+def degeneracy(
+    problem: MixtureProblem,
+    theta: np.ndarray,
+    resp: np.ndarray | None,
+    reference: np.ndarray,
+    collapse_tol: float = 1e-8,
+) -> str | None:
+    """Why this point is degenerate (an empty class, a collapsed variance), or None.
+
+    ``reference`` holds the reported value of each parameter in a 1-class fit; an error
+    variance below ``collapse_tol`` times it means the component is collapsing onto a few
+    points, where the likelihood is unbounded.
+    """
+    if not np.all(np.isfinite(theta)):
+        bad = [problem.layout.index[i] for i in np.flatnonzero(~np.isfinite(theta))[:3]]
+        return f"parameters {bad} are not finite (a variance collapsed to 0?)"
+    if resp is not None:
+        totals = resp.sum(axis=0)
+        for j in np.flatnonzero(totals < 0.5):
+            return f"class {j + 1} is empty (posterior weight {totals[j]:.3g} observations)"
+    layout = problem.layout
+    report = layout.to_report(theta)
+    for b in layout.blocks:
+        if b.linear or b.param_class != "errvar":
+            continue
+        ratio = report[b.slice] / reference[b.slice]
+        if np.any(ratio < collapse_tol):
+            rows = int(np.sum(resp[:, b.class_ - 1] > 0.5)) if resp is not None else -1
+            return (
+                f"class {b.class_}: {b.terms[0]} of {b.equation} collapsed to "
+                f"{report[b.slice][0]:.3g} ({ratio[0]:.2g} of the 1-class value) on about {rows} rows; "
+                "the likelihood is unbounded there"
+            )
+    return None
+
+
+def em(
+    problem: MixtureProblem,
+    theta: np.ndarray,
+    options: EMOptions,
+    reference: np.ndarray,
+    log: IterationLog | None = None,
+    collapse_tol: float = 1e-8,
+) -> EMResult:
+    """Run EM from ``theta`` for at most ``options.iterate`` iterations."""
+    ev = evaluate(problem, theta)
+    it = -1
+    for it in range(options.iterate):
+        if log is not None:
+            log.iteration(it, ev.llf, "EM")
+        new_theta = m_step(problem, ev.resp, theta)
+        reason = degeneracy(problem, new_theta, ev.resp, reference, collapse_tol)
+        if reason:
+            return EMResult(new_theta, -np.inf, it + 1, reason, None)
+        new_ev = evaluate(problem, new_theta)
+        done = mreldif(new_theta, theta) < options.tolerance or reldif(new_ev.llf, ev.llf) < options.ltolerance
+        theta, ev = new_theta, new_ev
+        if done:
+            break
+    reason = degeneracy(problem, theta, ev.resp, reference, collapse_tol)
+    return EMResult(theta, ev.llf if reason is None else -np.inf, it + 1, reason, ev)

@@ -1,0 +1,115 @@
+"""Newton-Raphson on the observed-data log likelihood, as Stata's ``ml`` runs it.
+
+Each iteration solves for the Newton direction with the exact Hessian (scipy's Cholesky;
+where the Hessian is not negative definite, its eigenvalues are reflected and the step is
+logged ``(not concave)``), halves the step until the likelihood does not fall (``(backed
+up)``), and stops when Stata's criteria hold: the scaled gradient ``g' (-H)^-1 g`` is below
+``nrtolerance`` and either the parameters (``tolerance``, mreldif) or the log likelihood
+(``ltolerance``, reldif) have stopped moving.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from scipy import linalg
+
+from bayesfmm.likelihood import Evaluation, MixtureProblem, loglike, score_hessian
+from bayesfmm.ml.iterlog import IterationLog, mreldif, reldif
+
+__all__ = ["NewtonOptions", "NewtonResult", "newton"]
+
+
+@dataclass(frozen=True)
+class NewtonOptions:
+    """Stata's maximisation options."""
+
+    iterate: int = 300
+    tolerance: float = 1e-6
+    ltolerance: float = 1e-7
+    nrtolerance: float = 1e-5
+    max_halvings: int = 40
+
+
+@dataclass(frozen=True)
+class NewtonResult:
+    theta: np.ndarray
+    llf: float
+    gradient: np.ndarray
+    hessian: np.ndarray
+    evaluation: Evaluation
+    iterations: int
+    converged: bool
+    concave: bool
+    scaled_gradient: float
+    message: str
+    collapsed: str | None = None
+
+
+def _direction(g: np.ndarray, H: np.ndarray) -> tuple[np.ndarray, bool, float]:
+    """Newton direction, whether ``H`` is negative definite, and ``g' (-H)^-1 g``."""
+    neg = -(H + H.T) / 2
+    try:
+        factor = linalg.cho_factor(neg, lower=True, check_finite=True)
+        step = linalg.cho_solve(factor, g)
+        return step, True, float(g @ step)
+    except (linalg.LinAlgError, ValueError):
+        vals, vecs = linalg.eigh(neg)
+        scale = np.max(np.abs(vals)) if vals.size else 1.0
+        vals = np.maximum(np.abs(vals), max(scale * 1e-8, 1e-12))
+        step = vecs @ ((vecs.T @ g) / vals)
+        return step, False, np.inf
+
+
+def newton(
+    problem: MixtureProblem,
+    theta: np.ndarray,
+    options: NewtonOptions,
+    log: IterationLog | None = None,
+    check: Callable[[np.ndarray, Evaluation], str | None] | None = None,
+) -> NewtonResult:
+    """Maximise the log likelihood from ``theta``."""
+    theta = np.asarray(theta, dtype=float).copy()
+    prev_theta, prev_llf = None, None
+    note = ""
+    message = f"iteration limit {options.iterate} reached"
+    converged = False
+    for it in range(options.iterate + 1):
+        ev, g, H = score_hessian(problem, theta)
+        step, concave, scaled = _direction(g, H)
+        if log is not None:
+            log.iteration(it, ev.llf, note="(not concave)" if not concave else note)
+        if check is not None:
+            reason = check(theta, ev)
+            if reason:
+                return NewtonResult(theta, ev.llf, g, H, ev, it, False, concave, scaled, reason, reason)
+        if prev_theta is not None and concave and scaled < options.nrtolerance:
+            moved = mreldif(theta, prev_theta) < options.tolerance
+            flat = reldif(ev.llf, prev_llf) < options.ltolerance
+            if moved or flat:
+                converged = True
+                message = "converged"
+                break
+        if it == options.iterate:
+            break
+        if prev_theta is not None and concave and scaled < 1e-14 * (abs(ev.llf) + 1):
+            converged = True  # at the maximum to machine precision; nothing left to move
+            message = "converged"
+            break
+        note = ""
+        t = 1.0
+        for half in range(options.max_halvings):
+            trial = theta + t * step
+            value = loglike(problem, trial)
+            if np.isfinite(value) and value >= ev.llf - 1e-12 * (abs(ev.llf) + 1):
+                break
+            t /= 2
+            note = "(backed up)"
+        else:
+            message = "no step increases the log likelihood (flat or discontinuous region)"
+            break
+        prev_theta, prev_llf = theta, ev.llf
+        theta = trial
+    return NewtonResult(theta, ev.llf, g, H, ev, it, converged, concave, scaled, message)

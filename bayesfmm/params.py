@@ -1,0 +1,163 @@
+"""ParamLayout: every parameter's name, its place in the vector, and its reporting scale.
+
+The optimiser works on an unconstrained vector ``theta``: class logits (base class fixed at
+0, so absent), regression coefficients, and auxiliary parameters on their unconstrained
+scale (log error variance). Reports use Stata's scale (``var(e)``) with delta-method
+standard errors; the two scales meet only here.
+
+The order follows Stata's output: the class equations (non-base classes), then each class's
+component equations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bayesfmm.design import Design
+from bayesfmm.families.base import IDENTITY_SCALE, AuxScale
+
+__all__ = ["Block", "ParamLayout", "build_layout", "INDEX_NAMES"]
+
+INDEX_NAMES = ("class", "equation", "term")
+CLASS_EQUATION = "Class"
+
+
+@dataclass(frozen=True)
+class Block:
+    """A contiguous run of ``theta`` that multiplies one design matrix.
+
+    ``kind`` is ``"class"`` (class-model equation of ``class_``) or ``"slot"`` (slot
+    ``slot`` of component ``component`` in class ``class_``). ``class_`` is 1-based.
+    """
+
+    kind: str
+    class_: int
+    equation: str
+    terms: tuple[str, ...]
+    start: int
+    stop: int
+    component: int = -1
+    slot: int = -1
+    scale: AuxScale = IDENTITY_SCALE
+    linear: bool = True
+    param_class: str = "coef"
+
+    @property
+    def slice(self) -> slice:
+        return slice(self.start, self.stop)
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass(frozen=True)
+class ParamLayout:
+    """Names, positions and scales of every parameter of a model on a design."""
+
+    blocks: tuple[Block, ...]
+    k: int
+    base: int
+
+    @property
+    def size(self) -> int:
+        return self.blocks[-1].stop if self.blocks else 0
+
+    @property
+    def class_blocks(self) -> tuple[Block, ...]:
+        return tuple(b for b in self.blocks if b.kind == "class")
+
+    def slot_block(self, class_: int, component: int, slot: int) -> Block:
+        """The block of slot ``slot`` of component ``component`` in 1-based class ``class_``."""
+        return self._slot_index[(class_, component, slot)]
+
+    def class_block(self, class_: int) -> Block | None:
+        """The class-model block of 1-based class ``class_`` (None for the base class)."""
+        for b in self.class_blocks:
+            if b.class_ == class_:
+                return b
+        return None
+
+    def __post_init__(self) -> None:
+        index = {(b.class_, b.component, b.slot): b for b in self.blocks if b.kind == "slot"}
+        object.__setattr__(self, "_slot_index", index)
+
+    @property
+    def index(self) -> pd.MultiIndex:
+        """The (class, equation, term) index of API.md, in vector order."""
+        tuples = [(b.class_, b.equation, t) for b in self.blocks for t in b.terms]
+        return pd.MultiIndex.from_tuples(tuples, names=INDEX_NAMES)
+
+    def is_aux(self) -> np.ndarray:
+        """Boolean mask of auxiliary (non-linear-slot) parameters."""
+        mask = np.zeros(self.size, dtype=bool)
+        for b in self.blocks:
+            if not b.linear:
+                mask[b.slice] = True
+        return mask
+
+    def to_report(self, theta: np.ndarray) -> np.ndarray:
+        """Map ``theta`` to Stata's reporting scale."""
+        out = np.array(theta, dtype=float, copy=True)
+        for b in self.blocks:
+            if not b.linear:
+                out[b.slice] = b.scale.to_report(theta[b.slice])
+        return out
+
+    def from_report(self, values: np.ndarray) -> np.ndarray:
+        """Map reported values back to ``theta``."""
+        out = np.array(values, dtype=float, copy=True)
+        for b in self.blocks:
+            if not b.linear:
+                out[b.slice] = b.scale.from_report(values[b.slice])
+        return out
+
+    def report_jacobian(self, theta: np.ndarray) -> np.ndarray:
+        """Diagonal of d(report)/d(theta): every transform acts on one parameter."""
+        jac = np.ones(self.size)
+        for b in self.blocks:
+            if not b.linear:
+                jac[b.slice] = b.scale.derivative(theta[b.slice])
+        return jac
+
+    def series(self, values: np.ndarray, name: str | None = None) -> pd.Series:
+        return pd.Series(np.asarray(values, dtype=float), index=self.index, name=name)
+
+
+def build_layout(design: Design) -> ParamLayout:
+    """Lay out the parameters of ``design`` in Stata's order."""
+    blocks: list[Block] = []
+    pos = 0
+    for j, cdesign in enumerate(design.class_designs):
+        if cdesign is None:
+            continue
+        size = cdesign.Z.shape[1]
+        blocks.append(
+            Block("class", j + 1, CLASS_EQUATION, cdesign.terms, pos, pos + size, param_class="class")
+        )
+        pos += size
+    for j, comps in enumerate(design.classes):
+        for c, comp in enumerate(comps):
+            for s, slot in enumerate(comp.family.slots):
+                terms = comp.slot_terms[s]
+                size = len(terms)
+                blocks.append(
+                    Block(
+                        "slot",
+                        j + 1,
+                        comp.response,
+                        terms,
+                        pos,
+                        pos + size,
+                        component=c,
+                        slot=s,
+                        scale=slot.scale,
+                        linear=slot.linear,
+                        param_class=slot.param_class,
+                    )
+                )
+                pos += size
+    return ParamLayout(blocks=tuple(blocks), k=design.k, base=design.base)

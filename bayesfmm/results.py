@@ -1,0 +1,175 @@
+"""MLResults: the fitted model, reported on Stata's scale.
+
+A results object holds the estimates on the optimiser's scale and converts at the edge:
+``params``/``bse``/``conf_int``/``cov_params`` are on Stata's reporting scale (``var(e)``
+rather than its log), with delta-method standard errors and confidence intervals built on
+the optimiser's scale, as Stata does for variances.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from bayesfmm.likelihood import MixtureProblem
+from bayesfmm.ml.iterlog import IterationLog
+
+__all__ = ["MLResults"]
+
+
+@dataclass(frozen=True, eq=False)
+class MLResults:
+    """Results of :meth:`bayesfmm.FMM.fit`.
+
+    Attributes
+    ----------
+    llf : float
+        Maximised log likelihood.
+    nobs, k, df_model : int
+        Observations used, classes, free parameters.
+    converged : bool
+        Whether Newton met Stata's convergence criteria.
+    params, bse : pandas.Series
+        Estimates and standard errors indexed by (``class``, ``equation``, ``term``).
+    starts : StartReport
+        Which start won, and how many collapsed.
+    iteration_log : IterationLog
+        The Stata-like log (``print(res.iteration_log)``).
+    """
+
+    problem: MixtureProblem
+    theta: np.ndarray
+    cov_theta: np.ndarray
+    llf: float
+    converged: bool
+    iterations: int
+    vce: str
+    vce_note: str
+    starts: Any
+    iteration_log: IterationLog
+    gradient: np.ndarray
+    hessian: np.ndarray
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    # -- sizes ---------------------------------------------------------------
+    @property
+    def spec(self):
+        return self.problem.design.spec
+
+    @property
+    def design(self):
+        return self.problem.design
+
+    @property
+    def layout(self):
+        return self.problem.layout
+
+    @property
+    def nobs(self) -> int:
+        return self.design.n
+
+    @property
+    def k(self) -> int:
+        return self.design.k
+
+    @property
+    def df_model(self) -> int:
+        return self.layout.size
+
+    # -- estimates -----------------------------------------------------------
+    @cached_property
+    def params(self) -> pd.Series:
+        """Estimates on Stata's reporting scale."""
+        return self.layout.series(self.layout.to_report(self.theta), "params")
+
+    @cached_property
+    def _jacobian(self) -> np.ndarray:
+        return self.layout.report_jacobian(self.theta)
+
+    @cached_property
+    def bse(self) -> pd.Series:
+        """Standard errors (delta method for transformed parameters)."""
+        se = np.sqrt(np.clip(np.diag(self.cov_theta), 0, None)) * np.abs(self._jacobian)
+        return self.layout.series(se, "bse")
+
+    def cov_params(self) -> pd.DataFrame:
+        """Covariance of the reported estimates (delta method)."""
+        jac = self._jacobian
+        cov = self.cov_theta * np.outer(jac, jac)
+        index = self.layout.index
+        return pd.DataFrame(cov, index=index, columns=index)
+
+    @cached_property
+    def zvalues(self) -> pd.Series:
+        """z statistics of the linear parameters (NaN for auxiliary ones, as Stata prints none)."""
+        se_theta = np.sqrt(np.clip(np.diag(self.cov_theta), 0, None))
+        z = np.where(self.layout.is_aux(), np.nan, self.theta / se_theta)
+        return self.layout.series(z, "z")
+
+    @cached_property
+    def pvalues(self) -> pd.Series:
+        return self.layout.series(2 * stats.norm.sf(np.abs(self.zvalues.to_numpy())), "P>|z|")
+
+    def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Confidence intervals; auxiliary parameters' are built on the optimiser's scale.
+
+        Examples
+        --------
+        >>> import bayesfmm as bf
+        >>> res = bf.FMM("thickness ~ 1", k=3).fit(bf.datasets.load("stamp"))
+        >>> list(res.conf_int().columns)
+        ['lower', 'upper']
+        """
+        z = stats.norm.ppf(1 - alpha / 2)
+        se = np.sqrt(np.clip(np.diag(self.cov_theta), 0, None))
+        lo = self.layout.to_report(self.theta - z * se)
+        hi = self.layout.to_report(self.theta + z * se)
+        lower, upper = np.minimum(lo, hi), np.maximum(lo, hi)
+        return pd.DataFrame({"lower": lower, "upper": upper}, index=self.layout.index)
+
+    # -- information criteria ----------------------------------------------
+    @property
+    def aic(self) -> float:
+        """Akaike's information criterion, ``-2 llf + 2 df``."""
+        return -2 * self.llf + 2 * self.df_model
+
+    @property
+    def bic(self) -> float:
+        """Schwarz's criterion, ``-2 llf + log(nobs) df``."""
+        return -2 * self.llf + np.log(self.nobs) * self.df_model
+
+    # -- postestimation ----------------------------------------------------
+    def lcprob(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Latent class marginal probabilities (Stata ``estat lcprob``)."""
+        from bayesfmm.postestimation import lcprob
+
+        return lcprob(self, alpha)
+
+    def lcmean(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Marginal mean of each response within each class (Stata ``estat lcmean``)."""
+        from bayesfmm.postestimation import lcmean
+
+        return lcmean(self, alpha)
+
+    def predict(self, data: pd.DataFrame | None = None, kind: str = "mu", marginal: bool = False, equation: str | None = None):
+        """Predictions: ``mu``, ``eta``, ``density``, ``distribution``, ``classpr``, ``classposteriorpr``."""
+        from bayesfmm.postestimation import predict
+
+        return predict(self, data, kind=kind, marginal=marginal, equation=equation)
+
+    def summary(self, alpha: float = 0.05):
+        """A Stata-like table; ``str()`` it, or ``.as_frame()``."""
+        from bayesfmm.summary import Summary
+
+        return Summary.from_results(self, alpha)
+
+    def __repr__(self) -> str:
+        return (
+            f"<MLResults k={self.k} nobs={self.nobs} llf={self.llf:.4f} "
+            f"converged={self.converged} df={self.df_model}>"
+        )

@@ -1,0 +1,278 @@
+"""Model specifications: :class:`FMM` and :class:`Component`, immutable and validated.
+
+A specification holds no data and no fitted state: one ``FMM`` gives ML results
+(:meth:`FMM.fit`) and, in the Bayesian mode, posterior draws.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from bayesfmm.errors import SpecificationError
+from bayesfmm.families.base import Family
+from bayesfmm.families.registry import canonical_name, get_family
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from bayesfmm.results import MLResults
+
+__all__ = ["Component", "FMM"]
+
+LCINVARIANT_CHOICES = ("none", "cons", "coef", "errvar", "scale", "all")
+
+
+def _parse_formula(formula: Any, what: str, need_lhs: bool) -> str:
+    if not isinstance(formula, str) or not formula.strip():
+        raise SpecificationError(f"{what} must be a formula string such as 'y ~ x1 + x2', got {formula!r}")
+    from formulaic import Formula
+
+    try:
+        parsed = Formula(formula)
+    except Exception as exc:  # formulaic raises several parser errors
+        raise SpecificationError(f"{what} {formula!r} is not a valid formula: {exc}") from None
+    has_lhs = hasattr(parsed, "lhs")
+    if need_lhs and not has_lhs:
+        raise SpecificationError(f"{what} {formula!r} needs a response on the left: 'y ~ ...'")
+    if not need_lhs and has_lhs:
+        raise SpecificationError(
+            f"{what} {formula!r} must have no response (write '~ z1 + z2')"
+        )
+    return formula.strip()
+
+
+def _freeze(options: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(options))
+
+
+@dataclass(frozen=True, init=False)
+class Component:
+    """One component model: a response, its regressors and a family.
+
+    Parameters
+    ----------
+    formula
+        ``"y ~ x1 + x2"`` (formulaic syntax: ``C(g)``, ``np.log(x)``, ``- 1``).
+    family
+        A registered family name or Stata alias (``"gaussian"``/``"regress"``,
+        ``"lognormal"``, ...).
+    lcprob
+        Hybrid syntax only: ``"~ z1 + z2"``, covariates of this class's probability
+        (ignored for the base class, as in Stata).
+    offset
+        Column added to the linear predictor with coefficient 1 (Stata ``offset()``).
+    **options
+        Family options (``value=``, ``link=``, ``trials=``, ...).
+
+    Examples
+    --------
+    >>> import bayesfmm as bf
+    >>> bf.Component("y ~ x1", family="regress").family_name
+    'gaussian'
+    """
+
+    formula: str
+    family_name: str
+    lcprob: str | None
+    offset: str | None
+    options: Mapping[str, Any]
+
+    def __init__(
+        self,
+        formula: str,
+        family: str = "gaussian",
+        *,
+        lcprob: str | None = None,
+        offset: str | None = None,
+        **options: Any,
+    ) -> None:
+        object.__setattr__(self, "formula", _parse_formula(formula, "component formula", True))
+        object.__setattr__(self, "family_name", canonical_name(family))
+        if lcprob is not None:
+            lcprob = _parse_formula(lcprob, "lcprob", False)
+        object.__setattr__(self, "lcprob", lcprob)
+        if offset is not None and not isinstance(offset, str):
+            raise SpecificationError(f"offset must be a column name, got {offset!r}")
+        object.__setattr__(self, "offset", offset)
+        object.__setattr__(self, "options", _freeze(options))
+        self.family  # builds the family once: unknown options fail here
+
+    @property
+    def family(self) -> Family:
+        """The family object, built from the name and options."""
+        return get_family(self.family_name, **self.options)
+
+    @property
+    def response(self) -> str:
+        """The response expression (left-hand side) as written."""
+        return self.formula.split("~", 1)[0].strip()
+
+    def __repr__(self) -> str:
+        opts = "".join(f", {k}={v!r}" for k, v in self.options.items())
+        extra = f", lcprob={self.lcprob!r}" if self.lcprob else ""
+        return f"Component({self.formula!r}, family={self.family_name!r}{extra}{opts})"
+
+
+@dataclass(frozen=True, init=False)
+class FMM:
+    """A finite mixture model: latent classes, each with component models.
+
+    Standard syntax (Stata ``fmm 3: regress y x``) gives a formula, a family and ``k``;
+    hybrid syntax (Stata ``fmm: (regress y x) (poisson y x)``) gives a list of
+    :class:`Component`, one per class. A list together with ``k`` fits every component in
+    each of the ``k`` classes (Stata ``fmm 3: (regress y1) (poisson y2)``).
+
+    Parameters
+    ----------
+    spec
+        A formula string, or a sequence of :class:`Component`.
+    family
+        Family of the standard syntax (default ``"gaussian"``).
+    k
+        Number of latent classes (standard syntax).
+    lcprob
+        ``"~ z1 + z2"``: covariates of the class probabilities (multinomial logit).
+    lcinvariant
+        Parameters constrained equal across classes: ``"none"`` (default).
+    lcbase
+        Base latent class, 1-based (its logit is fixed at 0).
+    constraints, group
+        Reserved for linear constraints and grouped data (not available yet).
+    **options
+        Family options of the standard syntax.
+
+    Examples
+    --------
+    >>> import bayesfmm as bf
+    >>> model = bf.FMM("thickness ~ 1", family="gaussian", k=3)
+    >>> model.k
+    3
+    >>> res = model.fit(bf.datasets.load("stamp"))  # doctest: +SKIP
+    """
+
+    components: tuple[Component, ...]
+    k: int
+    hybrid: bool
+    lcprob: str | None
+    lcinvariant: str
+    lcbase: int
+    constraints: Any
+    group: str | None
+
+    def __init__(
+        self,
+        spec: str | Sequence[Component],
+        family: str | None = None,
+        k: int | None = None,
+        *,
+        lcprob: str | None = None,
+        lcinvariant: str | Sequence[str] = "none",
+        lcbase: int = 1,
+        constraints: Any = None,
+        group: str | None = None,
+        **options: Any,
+    ) -> None:
+        if isinstance(spec, str):
+            components = (Component(spec, family or "gaussian", **options),)
+            if k is None:
+                raise SpecificationError(
+                    "standard syntax needs the number of classes: FMM('y ~ x', family=..., k=3)"
+                )
+            hybrid = False
+        elif isinstance(spec, Sequence) and len(spec) > 0 and all(isinstance(c, Component) for c in spec):
+            if family is not None or options:
+                raise SpecificationError(
+                    "with a list of Components, give family and its options to each Component, "
+                    f"not to FMM (got family={family!r}, options {sorted(options)})"
+                )
+            components = tuple(spec)
+            hybrid = k is None
+            if hybrid:
+                k = len(components)
+        else:
+            raise SpecificationError(
+                "spec must be a formula string or a non-empty list of bf.Component, "
+                f"got {type(spec).__name__}"
+            )
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise SpecificationError(f"k (the number of classes) must be an integer >= 1, got {k!r}")
+        if not hybrid and any(c.lcprob for c in components):
+            raise SpecificationError(
+                "lcprob on a Component is for hybrid syntax (one Component per class); "
+                "in standard syntax give lcprob to FMM"
+            )
+        if hybrid and lcprob is not None and any(c.lcprob for c in components):
+            raise SpecificationError(
+                "lcprob given both to FMM and to a Component: Stata's rule allows one level only"
+            )
+        if lcprob is not None:
+            lcprob = _parse_formula(lcprob, "lcprob", False)
+        if isinstance(lcbase, bool) or not isinstance(lcbase, int) or not 1 <= lcbase <= k:
+            raise SpecificationError(f"lcbase must be a class number from 1 to k={k}, got {lcbase!r}")
+        invariant = (lcinvariant,) if isinstance(lcinvariant, str) else tuple(lcinvariant)
+        unknown = [v for v in invariant if v not in LCINVARIANT_CHOICES]
+        if unknown:
+            raise SpecificationError(
+                f"lcinvariant {unknown} not recognised; choose from {', '.join(LCINVARIANT_CHOICES)}"
+            )
+        if set(invariant) - {"none"}:
+            raise SpecificationError(
+                "lcinvariant other than 'none' is not available yet in this release"
+            )
+        if constraints is not None:
+            raise SpecificationError("constraints= is not available yet in this release")
+        if group is not None:
+            raise SpecificationError("group= is not available yet in this release")
+        if all(c.family_name == "pointmass" for c in components) and hybrid:
+            raise SpecificationError("a pointmass component cannot be the only kind of class")
+        for name, value in (
+            ("components", components),
+            ("k", k),
+            ("hybrid", hybrid),
+            ("lcprob", lcprob),
+            ("lcinvariant", "none"),
+            ("lcbase", lcbase),
+            ("constraints", constraints),
+            ("group", group),
+        ):
+            object.__setattr__(self, name, value)
+
+    def class_components(self, j: int) -> tuple[Component, ...]:
+        """The components of class ``j`` (0-based)."""
+        return (self.components[j],) if self.hybrid else self.components
+
+    def class_lcprob(self, j: int) -> str | None:
+        """The class-model formula of class ``j`` (0-based); None for the base class."""
+        if j == self.lcbase - 1:
+            return None
+        if self.hybrid and self.lcprob is None:
+            return self.components[j].lcprob
+        return self.lcprob
+
+    @property
+    def responses(self) -> tuple[str, ...]:
+        """Response names in order of first appearance."""
+        seen: dict[str, None] = {}
+        for comp in self.components:
+            seen.setdefault(comp.response, None)
+        return tuple(seen)
+
+    def fit(self, data: "pd.DataFrame", **options: Any) -> "MLResults":
+        """Fit by maximum likelihood as Stata ``fmm`` does: start values, EM, then Newton.
+
+        See :func:`bayesfmm.ml.fit.fit_ml` for the options (``startvalues``, ``draws``,
+        ``seed``, ``emopts``, ``iterate``, ``tolerance``, ``ltolerance``, ``nrtolerance``,
+        ``vce``, ``log``).
+
+        Examples
+        --------
+        >>> import bayesfmm as bf
+        >>> res = bf.FMM("thickness ~ 1", k=3).fit(bf.datasets.load("stamp"))
+        >>> round(res.llf, 3)
+        1518.848
+        """
+        from bayesfmm.ml.fit import fit_ml
+
+        return fit_ml(self, data, **options)
