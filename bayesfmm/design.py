@@ -71,10 +71,14 @@ class Design:
         return self.spec.lcbase - 1
 
 
-def _formula_variables(formula: str) -> set[str]:
+def _formula_variables(formula: str) -> list[str]:
+    """Variables a formula uses: the response's first, then the right-hand side's."""
     from formulaic import Formula
 
-    return set(Formula(formula).required_variables)
+    parsed = Formula(formula)
+    lhs = sorted(parsed.lhs.required_variables) if hasattr(parsed, "lhs") else []
+    rhs = sorted(set(parsed.required_variables) - set(lhs))
+    return lhs + rhs
 
 
 def _model_variables(spec: FMM) -> list[str]:
@@ -84,7 +88,7 @@ def _model_variables(spec: FMM) -> list[str]:
     if spec.lcprob:
         formulas.append(spec.lcprob)
     for formula in formulas:
-        for var in sorted(_formula_variables(formula)):
+        for var in _formula_variables(formula):
             names.setdefault(var, None)
     for comp in spec.components:
         if comp.offset:
@@ -124,7 +128,7 @@ def _drop_missing(data: pd.DataFrame, variables: list[str]) -> tuple[pd.DataFram
         f"{positions.size} of {len(data)} rows dropped for missing values in {detail}; "
         f"rows {_rows(data.index, positions)}",
         DataWarning,
-        stacklevel=4,
+        stacklevel=5,
     )
     return data.loc[~bad], int(positions.size)
 
@@ -167,7 +171,8 @@ def encode_component(comp: Component, data: pd.DataFrame, model_spec: Any = None
 
     try:
         if model_spec is None:
-            matrices = model_matrix(comp.formula, data, na_action="ignore")
+            with np.errstate(all="ignore"):  # non-finite transforms are reported below
+                matrices = model_matrix(comp.formula, data, na_action="ignore")
             lhs, rhs = matrices.lhs, matrices.rhs
             model_spec = rhs.model_spec
         else:

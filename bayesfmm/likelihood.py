@@ -141,12 +141,13 @@ def component_log_density(problem: MixtureProblem, etas: list) -> np.ndarray:
 def evaluate(problem: MixtureProblem, theta: np.ndarray) -> Evaluation:
     """Log likelihood, class log probabilities, densities and responsibilities at ``theta``."""
     theta = np.asarray(theta, dtype=float)
-    etas = component_etas(problem, theta)
-    log_pi = class_log_probs(problem, theta)
-    logf = component_log_density(problem, etas)
-    joint = log_pi + logf
-    ll_rows = logsumexp(joint, axis=1)
-    with np.errstate(invalid="ignore"):
+    # non-finite values (a trial step far out) become llf = -inf, handled by the callers
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        etas = component_etas(problem, theta)
+        log_pi = class_log_probs(problem, theta)
+        logf = component_log_density(problem, etas)
+        joint = log_pi + logf
+        ll_rows = logsumexp(joint, axis=1)
         resp = np.exp(joint - ll_rows[:, None])
     llf = float(ll_rows.sum())
     if not np.isfinite(llf):

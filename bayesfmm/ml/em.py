@@ -164,18 +164,32 @@ def m_step(problem: MixtureProblem, resp: np.ndarray, theta: np.ndarray) -> np.n
     return theta
 
 
+def _assigned_fit_is_perfect(problem: MixtureProblem, block, resp: np.ndarray) -> bool:
+    """Whether the rows assigned to the block's class hold no more distinct (y, X) points
+    than the component has mean parameters: its variance is then driven to 0."""
+    comp = problem.design.classes[block.class_ - 1][block.component]
+    rows = resp[:, block.class_ - 1] > 0.5
+    linear = [X for X, slot in zip(comp.slot_designs, comp.family.slots) if slot.linear]
+    n_mean = sum(X.shape[1] for X in linear)
+    points = np.column_stack([comp.y[rows], *[X[rows] for X in linear]])
+    return np.unique(points, axis=0).shape[0] <= n_mean
+
+
 def degeneracy(
     problem: MixtureProblem,
     theta: np.ndarray,
     resp: np.ndarray | None,
     reference: np.ndarray,
     collapse_tol: float = 1e-8,
+    small_tol: float = 1e-4,
 ) -> str | None:
     """Why this point is degenerate (an empty class, a collapsed variance), or None.
 
-    ``reference`` holds the reported value of each parameter in a 1-class fit; an error
-    variance below ``collapse_tol`` times it means the component is collapsing onto a few
-    points, where the likelihood is unbounded.
+    ``reference`` holds the reported value of each parameter in a 1-class fit. An error
+    variance collapses when it falls below ``collapse_tol`` times its 1-class value, or below
+    ``small_tol`` times it while the rows assigned to its class (posterior > 0.5) hold no
+    more distinct points than the component has mean parameters (a perfect fit on a few
+    tied values, where the likelihood is unbounded).
     """
     if not np.all(np.isfinite(theta)):
         bad = [problem.layout.index[i] for i in np.flatnonzero(~np.isfinite(theta))[:3]]
@@ -189,12 +203,15 @@ def degeneracy(
     for b in layout.blocks:
         if b.linear or b.param_class != "errvar":
             continue
-        ratio = report[b.slice] / reference[b.slice]
-        if np.any(ratio < collapse_tol):
+        ratio = float(np.min(report[b.slice] / reference[b.slice]))
+        collapsed = ratio < collapse_tol
+        if not collapsed and ratio < small_tol and resp is not None:
+            collapsed = _assigned_fit_is_perfect(problem, b, resp)
+        if collapsed:
             rows = int(np.sum(resp[:, b.class_ - 1] > 0.5)) if resp is not None else -1
             return (
                 f"class {b.class_}: {b.terms[0]} of {b.equation} collapsed to "
-                f"{report[b.slice][0]:.3g} ({ratio[0]:.2g} of the 1-class value) on about {rows} rows; "
+                f"{report[b.slice][0]:.3g} ({ratio:.2g} of the 1-class value) on {rows} rows; "
                 "the likelihood is unbounded there"
             )
     return None
@@ -209,6 +226,9 @@ def em(
     collapse_tol: float = 1e-8,
 ) -> EMResult:
     """Run EM from ``theta`` for at most ``options.iterate`` iterations."""
+    reason = degeneracy(problem, theta, None, reference, collapse_tol)
+    if reason:
+        return EMResult(theta, -np.inf, 0, reason, None)
     ev = evaluate(problem, theta)
     it = -1
     for it in range(options.iterate):

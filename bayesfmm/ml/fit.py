@@ -38,6 +38,7 @@ class StartReport:
     winner: int  # 0-based draw index
     em_llf: tuple[float, ...]  # -inf where the draw collapsed
     collapsed: tuple[str | None, ...]
+    newton_failed: tuple[int, ...] = ()  # draws whose Newton run collapsed or did not converge
 
     @property
     def n_collapsed(self) -> int:
@@ -161,7 +162,8 @@ def fit_ml(
         return degeneracy(problem, theta, ev.resp, reference, collapse_tol)
 
     failures: list[str] = [f"start {i + 1}: {r.collapsed}" for i, r in enumerate(runs) if r.collapsed]
-    result = None
+    result, fallback = None, None
+    newton_failed: list[int] = []
     for i in order:
         if runs[i].collapsed is not None:
             continue
@@ -169,10 +171,20 @@ def fit_ml(
         iterlog.write("Fitting full model:")
         iterlog.write("")
         attempt = newton(problem, runs[i].theta, newton_options, iterlog, check)
-        if attempt.collapsed is None:
+        if attempt.collapsed is not None:
+            failures.append(f"start {i + 1} in Newton: {attempt.collapsed}")
+            newton_failed.append(i)
+            continue
+        if attempt.converged:
             result, winner = attempt, i
             break
-        failures.append(f"start {i + 1} in Newton: {attempt.collapsed}")
+        failures.append(f"start {i + 1} in Newton: {attempt.message}")
+        newton_failed.append(i)
+        if fallback is None or attempt.llf > fallback[0].llf:
+            fallback = (attempt, i)
+        iterlog.write(f"Newton did not converge from start {i + 1}: {attempt.message}; trying the next start")
+    if result is None and fallback is not None:
+        result, winner = fallback
     if result is None:
         raise ConvergenceError(
             "no start reached a proper maximum; every one collapsed:\n  "
@@ -194,6 +206,7 @@ def fit_ml(
         winner=winner,
         em_llf=tuple(r.llf for r in runs),
         collapsed=tuple(r.collapsed for r in runs),
+        newton_failed=tuple(newton_failed),
     )
     from bayesfmm.results import MLResults
 

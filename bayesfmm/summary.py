@@ -1,0 +1,172 @@
+"""A Stata-like coefficient table for fitted mixtures.
+
+``str(res.summary())`` lays the estimates out as Stata's ``fmm`` output does: the class
+model first (base class marked), then one table per class and response, auxiliary
+parameters (``var(e)``) below a rule with their log-scale confidence intervals.
+``.as_frame()`` returns the same numbers as a DataFrame.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["Summary", "format_number"]
+
+RULE = "-" * 78
+WIDTH_LABEL = 13
+
+
+def format_number(x: float, width: int = 10) -> str:
+    """Stata's ``%9.0g``-like display: 7 significant digits, no leading zero."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return " " * width
+    if x == 0:
+        text = "0"
+    elif abs(x) < 1e-4 or abs(x) >= 1e7:
+        text = f"{x:.2e}"
+    else:
+        digits = max(0, 7 - (int(math.floor(math.log10(abs(x)))) + 1))
+        text = f"{x:.{digits}f}".rstrip("0").rstrip(".")
+        if len(text.lstrip("-")) > 9:
+            text = f"{x:.{max(0, digits - (len(text.lstrip('-')) - 9))}f}"
+        if text.startswith("0."):
+            text = text[1:]
+        elif text.startswith("-0."):
+            text = "-" + text[2:]
+    return text.rjust(width)
+
+
+def _abbrev(name: str, width: int = WIDTH_LABEL - 1) -> str:
+    """Stata's middle abbreviation: ``thickness`` -> ``thic~s`` when too long."""
+    if len(name) <= width:
+        return name
+    keep = width - 1
+    head = keep - 1
+    return name[:head] + "~" + name[-1:]
+
+
+def _term_label(term: str) -> str:
+    return "_cons" if term == "Intercept" else term
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The structured summary of a fit; ``str()`` gives the Stata-like text."""
+
+    frame: pd.DataFrame
+    title: str
+    nobs: int
+    llf: float
+    k: int
+    base: int
+    alpha: float
+    models: dict
+    converged: bool
+    vce: str
+
+    @classmethod
+    def from_results(cls, res, alpha: float = 0.05) -> "Summary":
+        ci = res.conf_int(alpha)
+        frame = pd.DataFrame(
+            {
+                "coef": res.params,
+                "std_err": res.bse,
+                "z": res.zvalues,
+                "p": res.pvalues,
+                "lower": ci["lower"],
+                "upper": ci["upper"],
+            }
+        )
+        models = {}
+        for j, comps in enumerate(res.design.classes):
+            for comp in comps:
+                models[(j + 1, comp.response)] = comp.family.stata_name or comp.family.name
+        return cls(
+            frame=frame,
+            title="Finite mixture model",
+            nobs=res.nobs,
+            llf=res.llf,
+            k=res.k,
+            base=res.design.base + 1,
+            alpha=alpha,
+            models=models,
+            converged=res.converged,
+            vce=res.vce,
+        )
+
+    def as_frame(self) -> pd.DataFrame:
+        """The table as a DataFrame (columns coef, std_err, z, p, lower, upper)."""
+        return self.frame.copy()
+
+    def _header_row(self) -> str:
+        level = int(round(100 * (1 - self.alpha)))
+        se_name = "Std. err." if self.vce == "oim" else f"{self.vce.upper()} std. err."
+        return (
+            f"{'':>{WIDTH_LABEL}}|{'Coefficient':>12}{se_name:>11}{'z':>9}{'P>|z|':>8}"
+            f"     [{level}% conf. interval]"
+        )
+
+    def _row(self, label: str, row: pd.Series, aux: bool = False) -> str:
+        coef = format_number(row["coef"], 11)
+        se = format_number(row["std_err"], 11)
+        if aux:
+            z = p = ""
+        else:
+            z = f"{row['z']:.2f}" if np.isfinite(row["z"]) else ""
+            p = f"{row['p']:.3f}" if np.isfinite(row["p"]) else ""
+        lo = format_number(row["lower"], 12)
+        hi = format_number(row["upper"], 12)
+        return f"{label:>{WIDTH_LABEL - 1}} |{coef}{se}{z:>9}{p:>8}{lo}{hi}"
+
+    def _table(self, rows: list[str]) -> list[str]:
+        return [RULE, self._header_row(), "-" * WIDTH_LABEL + "+" + "-" * (len(RULE) - WIDTH_LABEL - 1), *rows, RULE]
+
+    def __str__(self) -> str:
+        f = self.frame
+        lines = [
+            f"{self.title:<48}Number of obs     = {self.nobs:>10,}",
+            f"Log likelihood = {self.llf:.8g}",
+            "",
+        ]
+        sep = "-" * WIDTH_LABEL + "+" + "-" * (len(RULE) - WIDTH_LABEL - 1)
+        class_rows: list[str] = []
+        for j in range(1, self.k + 1):
+            if class_rows:
+                class_rows.append(sep)
+            label = f"{j}.Class"
+            if j == self.base:
+                class_rows.append(f"{label:<{WIDTH_LABEL}}|  (base outcome)")
+                continue
+            class_rows.append(f"{label:<{WIDTH_LABEL}}|")
+            classes = f.index.get_level_values("class")
+            equations = f.index.get_level_values("equation")
+            sub = f[(classes == j) & (equations == "Class")]
+            for (_, _, term), row in sub.iterrows():
+                class_rows.append(self._row(_abbrev(_term_label(term), WIDTH_LABEL - 2), row))
+        if self.k > 1:
+            lines += self._table(class_rows)
+        for j in range(1, self.k + 1):
+            for (cls, response), model in self.models.items():
+                if cls != j:
+                    continue
+                lines += ["", f"Class          : {j}", f"Response       : {response}", f"Model          : {model}", ""]
+                sub = f.xs((j, response), level=("class", "equation"))
+                linear_rows, aux_rows = [f"{_abbrev(response):<{WIDTH_LABEL}}|"], []
+                for term, row in sub.iterrows():
+                    if "(" in term:  # auxiliary parameter, e.g. var(e)
+                        name = term.replace("(e)", f"(e.{response})")
+                        aux_rows.append(self._row(_abbrev(name), row, aux=True))
+                    else:
+                        linear_rows.append(self._row(_abbrev(_term_label(term), WIDTH_LABEL - 2), row))
+                rows = linear_rows + ([sep] + aux_rows if aux_rows else [])
+                lines += self._table(rows)
+        if not self.converged:
+            lines += ["", "Warning: convergence not achieved"]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:  # notebooks
+        return "<pre>" + str(self).replace("&", "&amp;").replace("<", "&lt;") + "</pre>"
