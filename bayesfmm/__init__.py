@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bayesfmm import datasets
+from bayesfmm import datasets, plotting
 from bayesfmm.errors import (
     ConvergenceError,
     ConvergenceWarning,
@@ -20,6 +20,7 @@ __all__ = [
     "FMM",
     "Component",
     "datasets",
+    "plotting",
     "Family",
     "Slot",
     "register_family",

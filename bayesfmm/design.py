@@ -153,6 +153,16 @@ def _numeric_response(data: pd.DataFrame, name: str, variables: set[str]) -> Non
         )
 
 
+def check_support(family: Family, y: np.ndarray, name: str, index: pd.Index) -> None:
+    """Refuse responses outside the family's support, naming the rows by their labels."""
+    bad = np.flatnonzero(~np.asarray(family.in_support(y), dtype=bool))
+    if bad.size:
+        raise DataError(
+            f"{family.name} response {name!r} must be {family.support}; rows "
+            f"{_rows(index, bad)} hold {y[bad[:5]].tolist()}"
+        )
+
+
 def _finite_design(matrix: pd.DataFrame, formula: str, index: pd.Index) -> np.ndarray:
     values = np.asarray(matrix, dtype=float)
     bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
@@ -204,7 +214,7 @@ def _component_design(comp: Component, data: pd.DataFrame) -> ComponentDesign:
     _numeric_response(data, comp.formula, lhs_vars)
     y, X, terms, offset, model_spec = encode_component(comp, data)
     family = comp.family
-    family.check_response(y, comp.response)
+    check_support(family, y, comp.response, data.index)
     designs, names = [], []
     ones = np.ones((len(y), 1))
     for slot in family.slots:
@@ -333,7 +343,7 @@ def design_for_new_data(design: Design, data: pd.DataFrame, need_response: bool)
                 continue
             y, X, terms, offset, _ = encode_component(comp.component, data, comp.model_spec)
             if need_response:
-                comp.family.check_response(y, comp.response)
+                check_support(comp.family, y, comp.response, data.index)
             ones = np.ones((len(y), 1))
             designs = tuple(X if slot.linear else ones for slot in comp.family.slots)
             built[id(comp)] = ComponentDesign(

@@ -20,8 +20,20 @@ RULE = "-" * 78
 WIDTH_LABEL = 13
 
 
+def _fixed(x: float, decimals: int) -> str:
+    text = f"{x:.{decimals}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    if text.startswith("0."):
+        text = text[1:]
+    elif text.startswith("-0."):
+        text = "-" + text[2:]
+    return text
+
+
 def format_number(x: float, width: int = 10) -> str:
-    """Stata's ``%9.0g``-like display: 7 significant digits, no leading zero."""
+    """Stata's ``%9.0g``-like display: up to 7 significant digits in at most 8 characters
+    (plus the sign), no leading zero; scientific notation for very small or large values."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return " " * width
     if x == 0:
@@ -29,14 +41,11 @@ def format_number(x: float, width: int = 10) -> str:
     elif abs(x) < 1e-4 or abs(x) >= 1e7:
         text = f"{x:.2e}"
     else:
-        digits = max(0, 7 - (int(math.floor(math.log10(abs(x)))) + 1))
-        text = f"{x:.{digits}f}".rstrip("0").rstrip(".")
-        if len(text.lstrip("-")) > 9:
-            text = f"{x:.{max(0, digits - (len(text.lstrip('-')) - 9))}f}"
-        if text.startswith("0."):
-            text = text[1:]
-        elif text.startswith("-0."):
-            text = "-" + text[2:]
+        decimals = max(0, 7 - (int(math.floor(math.log10(abs(x)))) + 1))
+        text = _fixed(x, decimals)
+        while len(text.lstrip("-")) > 8 and decimals > 0:
+            decimals -= 1
+            text = _fixed(x, decimals)
     return text.rjust(width)
 
 

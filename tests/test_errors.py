@@ -42,7 +42,7 @@ def test_all_rows_missing_is_refused(data):
 def test_nonpositive_lognormal_response_names_rows(data):
     data = data.copy()
     data.loc[[2, 5], "pos"] = [0.0, -1.0]
-    with pytest.raises(bf.DataError, match=r"lognormal response 'pos' must be positive; rows \[2, 5\]"):
+    with pytest.raises(bf.DataError, match=r"lognormal response 'pos' must be positive; rows 2, 5 hold \[0.0, -1.0\]"):
         bf.FMM("pos ~ 1", family="lognormal", k=2).fit(data)
 
 

@@ -97,9 +97,11 @@ class Family:
         ``mean(etas, ops, extra)`` -> the response mean in this class.
     cdf
         ``cdf(y, etas, ops, extra)`` -> the distribution function.
-    check_response
-        ``check_response(y, name)`` raises :class:`~bayesfmm.errors.DataError` for values
-        outside the support.
+    in_support
+        ``in_support(y)`` -> boolean mask of responses the family accepts; the design layer
+        turns a False into a :class:`~bayesfmm.errors.DataError` naming the rows.
+    support
+        What the family expects, for that message (``"positive"``).
     weighted_fit
         Optional closed-form weighted ML fit used by the EM M-step:
         ``(y, designs, offsets, weights, extra) -> list of coefficient arrays``.
@@ -113,7 +115,8 @@ class Family:
     logpdf: LogPdf
     mean: Callable[[Sequence[Any], Ops, Extra], Any]
     cdf: Callable[[Any, Sequence[Any], Ops, Extra], Any]
-    check_response: Callable[[Array, str], None]
+    in_support: Callable[[Array], Array]
+    support: str
     start_aux: Callable[[Array, Array], list[float]]
     eta_derivatives: Derivatives | None = None
     weighted_fit: Callable[..., list[Array]] | None = None

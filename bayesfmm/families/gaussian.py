@@ -9,7 +9,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from bayesfmm.errors import DataError
 from bayesfmm.families.base import LOG_SCALE, Family, Slot
 from bayesfmm.families.registry import register_family
 from bayesfmm.ops import LOG_2PI, Ops
@@ -55,14 +54,6 @@ def normal_weighted_fit(y, designs, offsets, weights, extra=None):
     return [beta, np.array([np.log(var) if var > 0 else -np.inf])]
 
 
-def _check_finite(y: np.ndarray, name: str) -> None:
-    bad = np.flatnonzero(~np.isfinite(y))
-    if bad.size:
-        raise DataError(
-            f"response {name!r} must be finite; rows {bad[:5].tolist()} are not (of {bad.size})"
-        )
-
-
 def _weighted_log_variance(y: np.ndarray, weights: np.ndarray) -> list[float]:
     total = weights.sum()
     mean = weights @ y / total
@@ -80,7 +71,8 @@ def gaussian() -> Family:
         eta_derivatives=normal_derivatives,
         mean=lambda etas, ops, extra: etas[0],
         cdf=lambda y, etas, ops, extra: ops.ndtr((y - etas[0]) * ops.exp(-0.5 * etas[1])),
-        check_response=_check_finite,
+        in_support=np.isfinite,
+        support="finite",
         start_aux=_weighted_log_variance,
         weighted_fit=normal_weighted_fit,
     )

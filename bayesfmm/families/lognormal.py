@@ -10,7 +10,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from bayesfmm.errors import DataError
 from bayesfmm.families.base import Family
 from bayesfmm.families.gaussian import (
     SLOTS,
@@ -35,15 +34,6 @@ def _cdf(y: Any, etas: Sequence[Any], ops: Ops, extra: Any = None) -> Any:
     return ops.ndtr((ops.log(y) - mu) * ops.exp(-0.5 * lnvar))
 
 
-def _check_positive(y: np.ndarray, name: str) -> None:
-    bad = np.flatnonzero(~(np.isfinite(y) & (y > 0)))
-    if bad.size:
-        raise DataError(
-            f"lognormal response {name!r} must be positive; rows {bad[:5].tolist()} "
-            f"(of {bad.size}) have values {y[bad[:5]].tolist()}"
-        )
-
-
 def lognormal() -> Family:
     """The lognormal family; ``mu`` is the mean of ``log y``, reported with ``var(e)``."""
     return Family(
@@ -54,7 +44,8 @@ def lognormal() -> Family:
         eta_derivatives=lambda y, etas, extra: normal_derivatives(np.log(y), etas),
         mean=lambda etas, ops, extra: ops.exp(etas[0] + 0.5 * ops.exp(etas[1])),
         cdf=_cdf,
-        check_response=_check_positive,
+        in_support=lambda y: np.isfinite(y) & (y > 0),
+        support="positive",
         start_aux=lambda y, w: _weighted_log_variance(np.log(y), w),
         weighted_fit=lambda y, designs, offsets, weights, extra=None: normal_weighted_fit(
             np.log(y), designs, offsets, weights

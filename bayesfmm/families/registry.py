@@ -13,7 +13,7 @@ from typing import Any, Callable
 from bayesfmm.errors import SpecificationError
 from bayesfmm.families.base import Family
 
-__all__ = ["register_family", "get_family", "family_names", "family_options"]
+__all__ = ["register_family", "get_family", "family_names", "family_aliases", "family_options"]
 
 FamilyBuilder = Callable[..., Family]
 
@@ -52,9 +52,11 @@ def canonical_name(name: str) -> str:
     key = name.lower()
     key = _ALIASES.get(key, key)
     if key not in _BUILDERS:
-        raise SpecificationError(
-            f"unknown family {name!r}; available families: {', '.join(family_names())}"
+        listing = ", ".join(
+            name + (f" ({', '.join(a for a, c in sorted(_ALIASES.items()) if c == name)})" if name in _ALIASES.values() else "")
+            for name in family_names()
         )
+        raise SpecificationError(f"unknown family {name!r}; available families (aliases): {listing}")
     return key
 
 
@@ -78,5 +80,10 @@ def get_family(name: str, **options: Any) -> Family:
 
 
 def family_names() -> list[str]:
-    """Every registered family name and alias, sorted."""
-    return sorted(set(_BUILDERS) | set(_ALIASES))
+    """Every registered family's canonical name, sorted (aliases: :func:`family_aliases`)."""
+    return sorted(_BUILDERS)
+
+
+def family_aliases() -> dict[str, str]:
+    """Alias -> canonical family name (``"regress"`` -> ``"gaussian"``)."""
+    return dict(sorted(_ALIASES.items()))

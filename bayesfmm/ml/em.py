@@ -192,8 +192,11 @@ def degeneracy(
     tied values, where the likelihood is unbounded).
     """
     if not np.all(np.isfinite(theta)):
-        bad = [problem.layout.index[i] for i in np.flatnonzero(~np.isfinite(theta))[:3]]
-        return f"parameters {bad} are not finite (a variance collapsed to 0?)"
+        bad = [
+            "[{}]{}:{}".format(*map(str, problem.layout.index[int(i)]))
+            for i in np.flatnonzero(~np.isfinite(theta))[:3]
+        ]
+        return f"parameters {', '.join(bad)} are not finite (a variance collapsed to 0)"
     if resp is not None:
         totals = resp.sum(axis=0)
         for j in np.flatnonzero(totals < 0.5):
@@ -208,10 +211,10 @@ def degeneracy(
         if not collapsed and ratio < small_tol and resp is not None:
             collapsed = _assigned_fit_is_perfect(problem, b, resp)
         if collapsed:
-            rows = int(np.sum(resp[:, b.class_ - 1] > 0.5)) if resp is not None else -1
+            where = f" on {int(np.sum(resp[:, b.class_ - 1] > 0.5))} rows" if resp is not None else ""
             return (
                 f"class {b.class_}: {b.terms[0]} of {b.equation} collapsed to "
-                f"{report[b.slice][0]:.3g} ({ratio:.2g} of the 1-class value) on {rows} rows; "
+                f"{report[b.slice][0]:.3g} ({ratio:.2g} of the 1-class value){where}; "
                 "the likelihood is unbounded there"
             )
     return None
