@@ -290,7 +290,7 @@ def build_design(spec: FMM, data: pd.DataFrame) -> Design:
             shared[formula] = _class_design(formula, data)
         class_designs.append(shared[formula])
     for cdesign in dict.fromkeys(built.values()):
-        distinct = np.unique(cdesign.y).size
+        distinct = len(pd.unique(cdesign.y))
         if spec.k > distinct and not spec.hybrid:
             raise DataError(
                 f"response {cdesign.response!r} has {distinct} distinct value(s) but k={spec.k} "

@@ -12,7 +12,10 @@ per-row derivatives in eta space and the design matrices, as ``X_a' diag(w) X_b`
 * ``((m, s), (m', s'))``: ``[m = m'] r_m (h_ss' + d_ms d_ms') - r_m d_ms r_m' d_m's'``
 
 with ``r`` the posterior class probabilities (responsibilities) and ``d``, ``h`` the
-family's first and second eta-derivatives. No family appears by name here.
+family's first and second eta-derivatives. The code assembles the same Hessian as
+``A - S'S``: ``S`` holds the per-row scores (built in row chunks), and ``A`` the
+complete-data terms, which vanish between components of different classes.
+No family appears by name here.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import log_softmax, logsumexp
+from scipy.special import log_softmax
 
 from bayesfmm.design import Design
 from bayesfmm.params import ParamLayout
@@ -129,13 +132,36 @@ class Evaluation:
 
 
 def component_log_density(problem: MixtureProblem, etas: list) -> np.ndarray:
-    """``sum_c log f_cj(y_ci)`` for each class ``j`` (n x k)."""
+    """``sum_c log f_cj(y_ci)`` for each class ``j`` (n x k, column-major)."""
     n, k = problem.n, problem.k
-    logf = np.zeros((n, k))
+    logf = np.zeros((n, k), order="F")
     for j, comps in enumerate(problem.design.classes):
         for c, comp in enumerate(comps):
             logf[:, j] += comp.family.logpdf_numpy(comp.y, etas[j][c], comp.extra)
     return logf
+
+
+def _logsumexp_columns(joint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise logsumexp of a column-major n x k array, and ``exp(joint - lse)``.
+
+    Working one class column at a time keeps every pass contiguous: at n = 1e6 this is
+    about 9x faster than ``scipy.special.logsumexp(axis=1)`` (benchmarks/README.md).
+    """
+    k = joint.shape[1]
+    top = joint[:, 0].copy()
+    for j in range(1, k):
+        np.maximum(top, joint[:, j], out=top)
+    top[~np.isfinite(top)] = 0.0
+    total = np.zeros(joint.shape[0])
+    resp = np.empty_like(joint, order="F")
+    for j in range(k):
+        col = resp[:, j]
+        np.subtract(joint[:, j], top, out=col)
+        np.exp(col, out=col)
+        total += col
+    for j in range(k):
+        resp[:, j] /= total
+    return top + np.log(total), resp
 
 
 def evaluate(problem: MixtureProblem, theta: np.ndarray) -> Evaluation:
@@ -146,9 +172,8 @@ def evaluate(problem: MixtureProblem, theta: np.ndarray) -> Evaluation:
         etas = component_etas(problem, theta)
         log_pi = class_log_probs(problem, theta)
         logf = component_log_density(problem, etas)
-        joint = log_pi + logf
-        ll_rows = logsumexp(joint, axis=1)
-        resp = np.exp(joint - ll_rows[:, None])
+        joint = np.asfortranarray(logf + log_pi)
+        ll_rows, resp = _logsumexp_columns(joint)
     llf = float(ll_rows.sum())
     if not np.isfinite(llf):
         llf = -np.inf
@@ -169,9 +194,17 @@ def _eta_derivatives(problem: MixtureProblem, ev: Evaluation):
     return out
 
 
+def _class_probs(ev: Evaluation) -> np.ndarray:
+    """Class probabilities n x k; a broadcast view when they do not vary by row."""
+    log_pi = ev.log_classprob
+    if log_pi.strides[0] == 0:  # intercept-only class model: one row broadcast
+        return np.broadcast_to(np.exp(log_pi[0]), log_pi.shape)
+    return np.exp(log_pi)
+
+
 def _eta_gradient(problem: MixtureProblem, ev: Evaluation, derivs) -> list[np.ndarray]:
     """Per-row derivative of the log likelihood in each eta, in ``problem.etas`` order."""
-    pi = np.exp(ev.log_classprob)
+    pi = _class_probs(ev)
     r = ev.resp
     grads = []
     for e in problem.etas:
@@ -197,34 +230,49 @@ def _project(e: "Eta", w: np.ndarray) -> np.ndarray:
     return np.array([w.sum()]) if e.intercept_only else e.X.T @ w
 
 
-def _hessian_weight(problem, ev, derivs, grads, a: int, b: int) -> np.ndarray:
-    """Per-row second derivative of the log likelihood in etas ``a`` and ``b``."""
+def _complete_data_weight(problem, ev, pi, derivs, grads, a: int, b: int) -> np.ndarray | None:
+    """Per-row weight of block (a, b) of ``A = sum_j r_j (d2 a_j + d a_j d a_j')``.
+
+    The Hessian is ``A - S'S`` with ``S`` the per-row scores; ``A`` vanishes between
+    components of different classes, so only within-class and class-model pairs remain.
+    """
     ea, eb = problem.etas[a], problem.etas[b]
     r = ev.resp
     if ea.kind == "class" and eb.kind == "class":
-        pi = np.exp(ev.log_classprob)
         l, m = ea.class_, eb.class_
-        w = -r[:, l] * r[:, m] + pi[:, l] * pi[:, m]
+        w = 2 * pi[:, l] * pi[:, m] - r[:, l] * pi[:, m] - pi[:, l] * r[:, m]
         if l == m:
             w = w + r[:, l] - pi[:, l]
         return w
     if ea.kind == "class" or eb.kind == "class":
         cl, comp = (ea, eb) if ea.kind == "class" else (eb, ea)
-        w = grads[problem.etas.index(comp)] * (-r[:, cl.class_])
-        if cl.class_ == comp.class_:
-            w = w + grads[problem.etas.index(comp)]
-        return w
-    w = -grads[a] * grads[b]
-    if ea.class_ == eb.class_:
-        m = ea.class_
-        rm = r[:, m]
-        da = derivs[(m, ea.component)][0][ea.slot]
-        db = derivs[(m, eb.component)][0][eb.slot]
-        inner = da * db
-        if ea.component == eb.component:
-            inner = inner + derivs[(m, ea.component)][1][ea.slot, eb.slot]
-        w = w + rm * inner
-    return w
+        grad = grads[problem.etas.index(comp)]
+        return grad * ((1.0 if cl.class_ == comp.class_ else 0.0) - pi[:, cl.class_])
+    if ea.class_ != eb.class_:
+        return None
+    m = ea.class_
+    da = derivs[(m, ea.component)][0][ea.slot]
+    db = derivs[(m, eb.component)][0][eb.slot]
+    inner = da * db
+    if ea.component == eb.component:
+        inner = inner + derivs[(m, ea.component)][1][ea.slot, eb.slot]
+    return ev.resp[:, m] * inner
+
+
+ROW_CHUNK = 65_536
+
+
+def _score_matrix(problem: MixtureProblem, grads: list[np.ndarray], rows: slice) -> np.ndarray:
+    """Per-row scores for a block of rows (rows x p)."""
+    size = len(range(*rows.indices(problem.n)))
+    S = np.empty((size, problem.layout.size), order="F")
+    for a, e in enumerate(problem.etas):
+        g = grads[a][rows]
+        if e.intercept_only:
+            S[:, e.cols.start] = g
+        else:
+            np.multiply(g[:, None], e.X[rows], out=S[:, e.cols])
+    return S
 
 
 def score_hessian(problem: MixtureProblem, theta: np.ndarray):
@@ -240,11 +288,18 @@ def score_hessian(problem: MixtureProblem, theta: np.ndarray):
     p = problem.layout.size
     g = np.zeros(p)
     H = np.zeros((p, p))
+    for start in range(0, problem.n, ROW_CHUNK):
+        S = _score_matrix(problem, grads, slice(start, start + ROW_CHUNK))
+        g += S.sum(axis=0)
+        H -= S.T @ S
+    pi = _class_probs(ev)
     for a, ea in enumerate(problem.etas):
-        g[ea.cols] += _project(ea, grads[a])
         for b in range(a + 1):
+            w = _complete_data_weight(problem, ev, pi, derivs, grads, a, b)
+            if w is None:
+                continue
             eb = problem.etas[b]
-            block = _cross(ea, eb, _hessian_weight(problem, ev, derivs, grads, a, b))
+            block = _cross(ea, eb, w)
             H[ea.cols, eb.cols] += block
             if a != b:
                 H[eb.cols, ea.cols] += block.T
@@ -254,9 +309,5 @@ def score_hessian(problem: MixtureProblem, theta: np.ndarray):
 def row_scores(problem: MixtureProblem, theta: np.ndarray) -> np.ndarray:
     """Per-row scores (n x p): the outer-product-of-gradients building block."""
     ev = evaluate(problem, theta)
-    derivs = _eta_derivatives(problem, ev)
-    grads = _eta_gradient(problem, ev, derivs)
-    S = np.zeros((problem.n, problem.layout.size))
-    for a, e in enumerate(problem.etas):
-        S[:, e.cols] += grads[a][:, None] * e.X
-    return S
+    grads = _eta_gradient(problem, ev, _eta_derivatives(problem, ev))
+    return _score_matrix(problem, grads, slice(0, problem.n))

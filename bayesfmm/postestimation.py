@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy.special import ndtr, ndtri
 from scipy.special import expit, logit
 
 from bayesfmm.design import design_for_new_data
@@ -62,7 +62,7 @@ def lcprob(res, alpha: float = 0.05) -> pd.DataFrame:
         return np.exp(class_log_probs(problem, theta)).mean(axis=0)
 
     margin, se = delta_method(margins, res.theta, res.cov_theta)
-    z = stats.norm.ppf(1 - alpha / 2)
+    z = ndtri(1 - alpha / 2)
     with np.errstate(divide="ignore", invalid="ignore"):
         se_logit = se / (margin * (1 - margin))
         lower = expit(logit(margin) - z * se_logit)
@@ -97,7 +97,7 @@ def lcmean(res, alpha: float = 0.05) -> pd.DataFrame:
         return np.concatenate([means[name] for name in names])
 
     value, se = delta_method(flat, res.theta, res.cov_theta)
-    z = stats.norm.ppf(1 - alpha / 2)
+    z = ndtri(1 - alpha / 2)
     index = pd.MultiIndex.from_tuples(
         [(j + 1, name) for name in names for j in range(res.k)], names=["class", "equation"]
     )

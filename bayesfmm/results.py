@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy.special import ndtr, ndtri
 
 from bayesfmm.likelihood import MixtureProblem
 from bayesfmm.ml.iterlog import IterationLog
@@ -113,7 +113,7 @@ class MLResults:
 
     @cached_property
     def pvalues(self) -> pd.Series:
-        return self.layout.series(2 * stats.norm.sf(np.abs(self.zvalues.to_numpy())), "P>|z|")
+        return self.layout.series(2 * ndtr(-np.abs(self.zvalues.to_numpy())), "P>|z|")
 
     def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
         """Confidence intervals; auxiliary parameters' are built on the optimiser's scale.
@@ -125,7 +125,7 @@ class MLResults:
         >>> list(res.conf_int().columns)
         ['lower', 'upper']
         """
-        z = stats.norm.ppf(1 - alpha / 2)
+        z = ndtri(1 - alpha / 2)
         se = np.sqrt(np.clip(np.diag(self.cov_theta), 0, None))
         lo = self.layout.to_report(self.theta - z * se)
         hi = self.layout.to_report(self.theta + z * se)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
+from scipy import linalg
 
 from bayesfmm.families.base import LOG_SCALE, Family, Slot
 from bayesfmm.families.registry import register_family
@@ -42,12 +43,28 @@ def normal_derivatives(y: np.ndarray, etas: Sequence[np.ndarray], extra: Any = N
     return d, h
 
 
+def _weighted_least_squares(x: np.ndarray, target: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted least squares by scaled normal equations (Cholesky), falling back to an SVD
+    solve when the scaled cross-product is ill-conditioned (condition number > 1e10)."""
+    xw = x.T * weights
+    cross = xw @ x
+    scale = np.sqrt(np.maximum(np.diag(cross), 1e-300))
+    scaled = cross / np.outer(scale, scale)
+    try:
+        if np.linalg.cond(scaled) > 1e10:
+            raise linalg.LinAlgError("ill-conditioned")
+        factor = linalg.cho_factor(scaled, lower=True)
+        return linalg.cho_solve(factor, (xw @ target) / scale) / scale
+    except (linalg.LinAlgError, ValueError):
+        sw = np.sqrt(weights)
+        return np.linalg.lstsq(x * sw[:, None], target * sw, rcond=None)[0]
+
+
 def normal_weighted_fit(y, designs, offsets, weights, extra=None):
     """Closed-form weighted ML: weighted least squares and the weighted mean square."""
     x = designs[0]
     target = y - offsets[0]
-    sw = np.sqrt(weights)
-    beta = np.linalg.lstsq(x * sw[:, None], target * sw, rcond=None)[0]
+    beta = _weighted_least_squares(x, target, weights)
     resid = target - x @ beta
     total = weights.sum()
     var = float(weights @ (resid * resid) / total) if total > 0 else 0.0

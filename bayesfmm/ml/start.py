@@ -51,10 +51,9 @@ def _quantile_weights(problem: MixtureProblem, pooled: np.ndarray) -> np.ndarray
     etas = component_etas(problem, pooled)[0][0]
     fitted = np.asarray(comp.family.mean(etas, _numpy_ops(), comp.extra)) * np.ones(problem.n)
     residual = comp.y - fitted
-    order = np.argsort(residual, kind="stable")
     k = problem.k
-    labels = np.empty(problem.n, dtype=int)
-    labels[order] = np.minimum(np.arange(problem.n) * k // problem.n, k - 1)
+    cuts = np.quantile(residual, np.arange(1, k) / k)
+    labels = np.searchsorted(cuts, residual, side="right")
     return np.eye(k)[labels]
 
 
