@@ -91,9 +91,33 @@ def _model_variables(spec: FMM) -> list[str]:
         for var in _formula_variables(formula):
             names.setdefault(var, None)
     for comp in spec.components:
-        if comp.offset:
-            names.setdefault(comp.offset, None)
+        for column in (comp.offset, comp.exposure, *_extra_column_names(comp)):
+            if column:
+                names.setdefault(column, None)
     return list(names)
+
+
+def _extra_column_names(comp: Component) -> list[str]:
+    return [v for v in comp.family.extra_columns.values() if isinstance(v, str)]
+
+
+def _numeric_column(data: pd.DataFrame, column: str, what: str) -> np.ndarray:
+    values = pd.to_numeric(data[column], errors="coerce").to_numpy(dtype=float)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise DataError(f"{what} column {column!r} must be numeric; rows {_rows(data.index, bad)} are not")
+    return values
+
+
+def _extra_arrays(comp: Component, data: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Resolve the family's extra columns (names or constants) into arrays."""
+    out = {}
+    for key, source in comp.family.extra_columns.items():
+        if isinstance(source, str):
+            out[key] = _numeric_column(data, source, f"{key}")
+        else:
+            out[key] = np.full(len(data), float(source))
+    return out
 
 
 def _rows(index: pd.Index, positions: np.ndarray, limit: int = 5) -> str:
@@ -153,9 +177,15 @@ def _numeric_response(data: pd.DataFrame, name: str, variables: set[str]) -> Non
         )
 
 
-def check_support(family: Family, y: np.ndarray, name: str, index: pd.Index) -> None:
-    """Refuse responses outside the family's support, naming the rows by their labels."""
-    bad = np.flatnonzero(~np.asarray(family.in_support(y), dtype=bool))
+def check_support(
+    family: Family, y: np.ndarray, name: str, index: pd.Index, extra: Mapping[str, np.ndarray] | None = None
+) -> None:
+    """Refuse responses outside the family's support, naming the rows by their labels.
+
+    ``family.in_support(y, extra)`` gives the mask of accepted rows (``extra`` for supports
+    that depend on per-row data, such as ``y <= trials``).
+    """
+    bad = np.flatnonzero(~np.asarray(family.in_support(y, extra or {}), dtype=bool))
     if bad.size:
         raise DataError(
             f"{family.name} response {name!r} must be {family.support}; rows "
@@ -200,10 +230,16 @@ def encode_component(comp: Component, data: pd.DataFrame, model_spec: Any = None
     X = _finite_design(rhs, comp.formula, data.index)
     offset = np.zeros(len(data))
     if comp.offset is not None:
-        offset = pd.to_numeric(data[comp.offset], errors="coerce").to_numpy(dtype=float)
-        bad = np.flatnonzero(~np.isfinite(offset))
+        offset = offset + _numeric_column(data, comp.offset, "offset")
+    if comp.exposure is not None:
+        exposure = _numeric_column(data, comp.exposure, "exposure")
+        bad = np.flatnonzero(exposure <= 0)
         if bad.size:
-            raise DataError(f"offset column {comp.offset!r} is not numeric in rows {_rows(data.index, bad)}")
+            raise DataError(
+                f"exposure column {comp.exposure!r} must be positive; rows {_rows(data.index, bad)} "
+                f"hold {exposure[bad[:5]].tolist()}"
+            )
+        offset = offset + np.log(exposure)
     return y, X, tuple(map(str, rhs.columns)), offset, model_spec
 
 
@@ -214,7 +250,8 @@ def _component_design(comp: Component, data: pd.DataFrame) -> ComponentDesign:
     _numeric_response(data, comp.formula, lhs_vars)
     y, X, terms, offset, model_spec = encode_component(comp, data)
     family = comp.family
-    check_support(family, y, comp.response, data.index)
+    extra = _extra_arrays(comp, data)
+    check_support(family, y, comp.response, data.index, extra)
     designs, names = [], []
     ones = np.ones((len(y), 1))
     for slot in family.slots:
@@ -239,6 +276,7 @@ def _component_design(comp: Component, data: pd.DataFrame) -> ComponentDesign:
         slot_designs=tuple(designs),
         slot_terms=tuple(names),
         offset=offset,
+        extra=extra,
         model_spec=model_spec,
     )
 
@@ -342,8 +380,9 @@ def design_for_new_data(design: Design, data: pd.DataFrame, need_response: bool)
             if id(comp) in built:
                 continue
             y, X, terms, offset, _ = encode_component(comp.component, data, comp.model_spec)
+            extra = _extra_arrays(comp.component, data)
             if need_response:
-                check_support(comp.family, y, comp.response, data.index)
+                check_support(comp.family, y, comp.response, data.index, extra)
             ones = np.ones((len(y), 1))
             designs = tuple(X if slot.linear else ones for slot in comp.family.slots)
             built[id(comp)] = ComponentDesign(
@@ -354,7 +393,7 @@ def design_for_new_data(design: Design, data: pd.DataFrame, need_response: bool)
                 slot_designs=designs,
                 slot_terms=comp.slot_terms,
                 offset=offset,
-                extra=comp.extra,
+                extra=extra,
                 model_spec=comp.model_spec,
             )
     classes = tuple(tuple(built[id(c)] for c in comps) for comps in design.classes)

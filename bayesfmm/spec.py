@@ -63,6 +63,9 @@ class Component:
         (ignored for the base class, as in Stata).
     offset
         Column added to the linear predictor with coefficient 1 (Stata ``offset()``).
+    exposure
+        Column whose log is added to the linear predictor (Stata ``exposure()``); must be
+        positive.
     **options
         Family options (``value=``, ``link=``, ``trials=``, ...).
 
@@ -77,6 +80,7 @@ class Component:
     family_name: str
     lcprob: str | None
     offset: str | None
+    exposure: str | None
     options: Mapping[str, Any]
 
     def __init__(
@@ -86,6 +90,7 @@ class Component:
         *,
         lcprob: str | None = None,
         offset: str | None = None,
+        exposure: str | None = None,
         **options: Any,
     ) -> None:
         object.__setattr__(self, "formula", _parse_formula(formula, "component formula", True))
@@ -96,6 +101,9 @@ class Component:
         if offset is not None and not isinstance(offset, str):
             raise SpecificationError(f"offset must be a column name, got {offset!r}")
         object.__setattr__(self, "offset", offset)
+        if exposure is not None and not isinstance(exposure, str):
+            raise SpecificationError(f"exposure must be a column name, got {exposure!r}")
+        object.__setattr__(self, "exposure", exposure)
         object.__setattr__(self, "options", _freeze(options))
         self.family  # builds the family once: unknown options fail here
 

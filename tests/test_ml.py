@@ -166,3 +166,18 @@ def test_fit_does_not_compile_pytensor(stamp):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_offset_and_exposure_enter_the_linear_predictor():
+    sm = pytest.importorskip("statsmodels.api")
+    data, _ = simulate_regression_mixture(300, seed=12)
+    data["off"] = np.linspace(-1, 1, 300)
+    data["expo"] = np.exp(data["off"])
+    X = sm.add_constant(data[["x1"]])
+    ols = sm.OLS(data["y"] - data["off"], X).fit()
+    for kwargs in ({"offset": "off"}, {"exposure": "expo"}):
+        res = bf.FMM([bf.Component("y ~ x1", **kwargs)], k=1).fit(data)
+        coefs = res.params.xs((1, "y"), level=("class", "equation"))[["Intercept", "x1"]]
+        np.testing.assert_allclose(coefs.to_numpy(), ols.params.to_numpy(), rtol=1e-10)
+    with pytest.raises(bf.DataError, match=r"exposure column 'off' must be positive; rows 0, 1"):
+        bf.FMM([bf.Component("y ~ x1", exposure="off")], k=1).fit(data)

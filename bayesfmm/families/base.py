@@ -98,7 +98,7 @@ class Family:
     cdf
         ``cdf(y, etas, ops, extra)`` -> the distribution function.
     in_support
-        ``in_support(y)`` -> boolean mask of responses the family accepts; the design layer
+        ``in_support(y, extra)`` -> boolean mask of responses the family accepts; the design layer
         turns a False into a :class:`~bayesfmm.errors.DataError` naming the rows.
     support
         What the family expects, for that message (``"positive"``).
@@ -108,6 +108,11 @@ class Family:
     start_aux
         Start values of the auxiliary slots from a weighted sample:
         ``(y, weights) -> list of floats`` (one per auxiliary slot).
+    extra_columns
+        Per-row data the density needs besides ``y``: ``{"trials": "Total"}`` (a column
+        name) or ``{"trials": 10}`` (a constant). The design layer resolves each into a
+        float array under that key of ``extra``, dropping rows where a named column is
+        missing, like the model's other variables.
     """
 
     name: str
@@ -115,13 +120,14 @@ class Family:
     logpdf: LogPdf
     mean: Callable[[Sequence[Any], Ops, Extra], Any]
     cdf: Callable[[Any, Sequence[Any], Ops, Extra], Any]
-    in_support: Callable[[Array], Array]
+    in_support: Callable[[Array, Extra], Array]
     support: str
     start_aux: Callable[[Array, Array], list[float]]
     eta_derivatives: Derivatives | None = None
     weighted_fit: Callable[..., list[Array]] | None = None
     stata_name: str = ""
     options: Mapping[str, Any] = field(default_factory=dict)
+    extra_columns: Mapping[str, Any] = field(default_factory=dict)
     min_distinct: int = 1
 
     @property

@@ -88,7 +88,7 @@ def gaussian() -> Family:
         eta_derivatives=normal_derivatives,
         mean=lambda etas, ops, extra: etas[0],
         cdf=lambda y, etas, ops, extra: ops.ndtr((y - etas[0]) * ops.exp(-0.5 * etas[1])),
-        in_support=np.isfinite,
+        in_support=lambda y, extra: np.isfinite(y),
         support="finite",
         start_aux=_weighted_log_variance,
         weighted_fit=normal_weighted_fit,

@@ -44,7 +44,7 @@ def lognormal() -> Family:
         eta_derivatives=lambda y, etas, extra: normal_derivatives(np.log(y), etas),
         mean=lambda etas, ops, extra: ops.exp(etas[0] + 0.5 * ops.exp(etas[1])),
         cdf=_cdf,
-        in_support=lambda y: np.isfinite(y) & (y > 0),
+        in_support=lambda y, extra: np.isfinite(y) & (y > 0),
         support="positive",
         start_aux=lambda y, w: _weighted_log_variance(np.log(y), w),
         weighted_fit=lambda y, designs, offsets, weights, extra=None: normal_weighted_fit(
