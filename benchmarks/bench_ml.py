@@ -11,7 +11,11 @@ Two parts, printed as one table and written to ``benchmarks/results/bench_ml.csv
   not timed. Reported: median fit time (3 repeats up to 1e5, 1 at 1e6), log likelihood,
   EM and Newton iterations, convergence, the largest absolute error of the coefficients
   (and of the error sds and class probabilities) against the truth after matching classes
-  by intercept, and the ratio to the R flexmix times quoted in the issue where one exists.
+  by intercept, and the ratio to R flexmix. When ``Rscript`` with the flexmix package is
+  installed (Debian: ``r-base-core r-cran-flexmix``), flexmix is timed in the same run on
+  the same data (``flexmix_fit.R``: one ``flexmix(y ~ x1 + x2, k = 3)`` fit started from
+  the partition our default start uses); otherwise the times quoted in the issue are shown, marked
+  ``(quoted)``.
 
 Run it with ``make bench`` or ``.venv/bin/python benchmarks/bench_ml.py [--quick] [--max-n 1e5]``.
 It exits with status 1 if a check fails (stamp log likelihood, a fit that does not converge).
@@ -21,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import shutil
+import tempfile
 import json
 import os
 import platform
@@ -78,6 +84,8 @@ COLUMNS = [
     ("maxrss_mib", "max RSS MiB", ">"),
     ("flexmix_s", "flexmix s", ">"),
     ("ratio_flexmix", "x flexmix", ">"),
+    ("flexmix_llf", "flexmix llf", ">"),
+    ("flexmix_source", "flexmix src", "<"),
     ("check", "check", "<"),
 ]
 
@@ -175,7 +183,7 @@ def fmt(value, key: str) -> str:
     if key == "n":
         text = f"{value:.0e}".replace("e+0", "e")
         return text if float(text) == value and value >= 1000 else str(value)
-    if key == "llf":
+    if key in ("llf", "flexmix_llf"):
         return f"{value:.4f}"
     if key == "ratio_flexmix":
         return f"{value:.2f}x"
@@ -244,7 +252,34 @@ def bench_stamp() -> dict:
     }
 
 
-def bench_regression(n: int) -> dict:
+FLEXMIX_SCRIPT = Path(__file__).with_name("flexmix_fit.R")
+
+
+def flexmix_available() -> bool:
+    if shutil.which("Rscript") is None:
+        return False
+    probe = subprocess.run(
+        ["Rscript", "-e", "quit(status = !requireNamespace('flexmix', quietly = TRUE))"],
+        capture_output=True,
+    )
+    return probe.returncode == 0
+
+
+def time_flexmix(df, formula: str = "y ~ x1 + x2", k: int = 3) -> tuple[float, float, int, int]:
+    """(seconds, logLik, EM iterations, classes kept) of one R flexmix fit, timed inside R
+    (start partition included, like our start values)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "data.csv"
+        df.to_csv(path, index=False)
+        out = subprocess.run(
+            ["Rscript", str(FLEXMIX_SCRIPT), str(path), formula, str(k), "1"],
+            capture_output=True, text=True, check=True,
+        )
+    seconds, llf, iterations, kept = out.stdout.split()
+    return float(seconds), float(llf), int(iterations), int(kept)
+
+
+def bench_regression(n: int, with_flexmix: bool = False) -> dict:
     df = simulate(n)
     model = bf.FMM("y ~ x1 + x2", family="gaussian", k=3)
     reps = 3  # the first fit at a size also pays the OS's first touch of fresh memory
@@ -258,7 +293,10 @@ def bench_regression(n: int) -> dict:
             times.append(time.perf_counter() - start)
     err_b, err_aux = estimation_errors(res)
     fit_s = statistics.median(times)
-    ref = FLEXMIX_SECONDS.get(n)
+    ref, source, flex_llf = FLEXMIX_SECONDS.get(n), "quoted", None
+    if with_flexmix:
+        ref, flex_llf, flex_iter, kept = time_flexmix(df)
+        source = f"same run, {flex_iter} EM it, k={kept}"
     return {
         "case": "reg3 y~x1+x2 k=3",
         "n": n,
@@ -274,6 +312,8 @@ def bench_regression(n: int) -> dict:
         "maxrss_mib": max_rss_mib(),
         "flexmix_s": ref,
         "ratio_flexmix": fit_s / ref if ref else None,
+        "flexmix_llf": flex_llf,
+        "flexmix_source": source if ref else "",
         "check": "ok" if res.converged else "NOT CONVERGED",
         "_ok": bool(res.converged),
     }
@@ -284,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-n", type=parse_n, default=1_000_000, help="largest n to fit (default 1e6)")
     parser.add_argument("--quick", action="store_true", help="only n = 1e3 and 1e4")
     parser.add_argument("--csv", type=Path, default=RESULTS, help=f"CSV output (default {RESULTS.relative_to(REPO)})")
+    parser.add_argument("--no-flexmix", action="store_true", help="do not run R flexmix even if installed")
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # progress (stderr) and table stay in order
     sizes = [n for n in (QUICK_SIZES if args.quick else SIZES) if n <= args.max_n]
@@ -297,8 +338,10 @@ def main(argv: list[str] | None = None) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         bf.FMM("y ~ x1 + x2", family="gaussian", k=3).fit(simulate(500))
+    with_flexmix = not args.no_flexmix and flexmix_available()
+    print(f"R flexmix: {'timed in this run' if with_flexmix else 'not installed; quoting the issue'}")
     for n in sizes:
-        rows.append(bench_regression(n))
+        rows.append(bench_regression(n, with_flexmix))
         print(f"  n={n:.0e}: {rows[-1]['fit_s']:.3f} s", file=sys.stderr, flush=True)
 
     print()
@@ -307,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     print("process s: whole fresh python process; cold fit: first fit in the process or at that size (lazy imports, first touch of fresh memory);")
     print("fit s: median warm fit; EM it = '(EM)' lines of the iteration log; NR it = res.iterations;")
     print("max|err|: vs the simulation truth, classes matched by intercept; max RSS: the process's high-water mark")
-    print("so far (sizes run in increasing order); flexmix s: R flexmix times quoted in the issue (same kind of machine).")
+    print("so far (sizes run in increasing order); flexmix s: R flexmix on the same data in this run (flexmix llf),")
+    print("or, without R, the times quoted in the issue (flexmix src = quoted).")
     write_csv(rows, args.csv)
     print(f"CSV: {args.csv}")
     failed = [r["case"] + (f" n={r['n']}" if r.get("n") else "") for r in rows if not r["_ok"]]
