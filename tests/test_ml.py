@@ -181,3 +181,9 @@ def test_offset_and_exposure_enter_the_linear_predictor():
         np.testing.assert_allclose(coefs.to_numpy(), ols.params.to_numpy(), rtol=1e-10)
     with pytest.raises(bf.DataError, match=r"exposure column 'off' must be positive; rows 0, 1"):
         bf.FMM([bf.Component("y ~ x1", exposure="off")], k=1).fit(data)
+
+
+def test_progress_bar_does_not_change_the_fit(stamp):
+    quiet = bf.FMM("thickness ~ 1", k=3).fit(stamp, startvalues="randomid", draws=3, seed=4, progress=False)
+    shown = bf.FMM("thickness ~ 1", k=3).fit(stamp, startvalues="randomid", draws=3, seed=4, progress=True)
+    assert quiet.llf == shown.llf and quiet.starts.em_llf == shown.starts.em_llf

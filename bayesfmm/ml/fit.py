@@ -8,6 +8,7 @@ says what happened and what to try.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -45,6 +46,16 @@ class StartReport:
         return sum(c is not None for c in self.collapsed)
 
 
+def _progress(items: list, show: bool, description: str):
+    """Iterate ``items``, with a rich progress bar on standard error when ``show``."""
+    if not show:
+        yield from items
+        return
+    from rich.progress import track
+
+    yield from track(items, description=description, transient=True, console=None)
+
+
 def _em_options(emopts: Mapping[str, Any] | None) -> EMOptions:
     if emopts is None:
         return EMOptions()
@@ -79,6 +90,7 @@ def fit_ml(
     vce: str = "oim",
     collapse_tol: float = 1e-8,
     log: bool = False,
+    progress: bool | None = None,
     **unknown: Any,
 ):
     """Fit ``spec`` to ``data`` by maximum likelihood.
@@ -103,6 +115,9 @@ def fit_ml(
         An error variance below this fraction of its 1-class value counts as collapsed.
     log
         Print a Stata-like iteration log.
+    progress
+        Show a progress bar over the start draws; by default when ``draws > 1`` and
+        standard error is a terminal.
 
     Returns
     -------
@@ -118,7 +133,7 @@ def fit_ml(
     if unknown:
         raise SpecificationError(
             f"fit() does not take option(s) {', '.join(sorted(unknown))}; it takes startvalues, "
-            "draws, seed, emopts, iterate, tolerance, ltolerance, nrtolerance, vce, collapse_tol, log"
+            "draws, seed, emopts, iterate, tolerance, ltolerance, nrtolerance, vce, collapse_tol, log, progress"
         )
     if not isinstance(spec, FMM):
         raise SpecificationError(f"expected a bf.FMM, got {type(spec).__name__}")
@@ -152,7 +167,8 @@ def fit_ml(
     else:
         iterlog.write("Refining starting values:")
         runs = []
-        for w in weights:
+        show = progress if progress is not None else (len(weights) > 1 and sys.stderr.isatty() and not log)
+        for w in _progress(weights, show, f"EM from {len(weights)} {startvalues} starts"):
             theta0 = theta_from_weights(problem, w, pooled)
             iterlog.write("")
             runs.append(em(problem, theta0, em_options, reference, iterlog, collapse_tol))

@@ -41,7 +41,7 @@ class IterationLog:
 
     def iteration(self, it: int, llf: float, tag: str = "", note: str = "") -> None:
         label = f"({tag}) " if tag else ""
-        self.write(f"Iteration {it}:{' ' * (3 - len(str(it)) + 1)}{label}log likelihood = {llf:.7g}  {note}".rstrip())
+        self.write(f"Iteration {it}:{' ' * (3 - len(str(it)) + 1)}{label}log likelihood = {llf:.8g}  {note}".rstrip())
 
     def __str__(self) -> str:
         return "\n".join(self.lines)
