@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from bayesfmm.errors import DataError, DataWarning, SpecificationError
+from bayesfmm.errors import DataError, DataWarning
 from bayesfmm.families.base import Family
 from bayesfmm.spec import FMM, Component
 
@@ -35,10 +35,6 @@ class ComponentDesign:
     offset: np.ndarray
     extra: Mapping[str, Any] = field(default_factory=dict)
     model_spec: Any = None
-
-    @property
-    def n_params(self) -> int:
-        return sum(x.shape[1] for x in self.slot_designs)
 
 
 @dataclass(frozen=True, eq=False)
@@ -345,12 +341,6 @@ def build_design(spec: FMM, data: pd.DataFrame) -> Design:
         class_designs=tuple(class_designs),
         n_dropped=n_dropped,
     )
-
-
-def ensure_spec(spec: Any) -> FMM:
-    if not isinstance(spec, FMM):
-        raise SpecificationError(f"expected a bf.FMM, got {type(spec).__name__}")
-    return spec
 
 
 def design_for_new_data(design: Design, data: pd.DataFrame, need_response: bool) -> Design:

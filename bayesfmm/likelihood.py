@@ -226,10 +226,6 @@ def _cross(a: "Eta", b: "Eta", w: np.ndarray) -> np.ndarray:
     return a.X.T @ (w[:, None] * b.X)
 
 
-def _project(e: "Eta", w: np.ndarray) -> np.ndarray:
-    return np.array([w.sum()]) if e.intercept_only else e.X.T @ w
-
-
 def _complete_data_weight(problem, ev, pi, derivs, grads, a: int, b: int) -> np.ndarray | None:
     """Per-row weight of block (a, b) of ``A = sum_j r_j (d2 a_j + d a_j d a_j')``.
 

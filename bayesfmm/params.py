@@ -74,13 +74,6 @@ class ParamLayout:
         """The block of slot ``slot`` of component ``component`` in 1-based class ``class_``."""
         return self._slot_index[(class_, component, slot)]
 
-    def class_block(self, class_: int) -> Block | None:
-        """The class-model block of 1-based class ``class_`` (None for the base class)."""
-        for b in self.class_blocks:
-            if b.class_ == class_:
-                return b
-        return None
-
     def __post_init__(self) -> None:
         index = {(b.class_, b.component, b.slot): b for b in self.blocks if b.kind == "slot"}
         object.__setattr__(self, "_slot_index", index)

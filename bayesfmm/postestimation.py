@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-from scipy.special import ndtr, ndtri
+from scipy.special import ndtri
 from scipy.special import expit, logit
 
 from bayesfmm.design import design_for_new_data

@@ -8,7 +8,7 @@ the optimiser's scale, as Stata does for variances.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -54,7 +54,6 @@ class MLResults:
     iteration_log: IterationLog
     gradient: np.ndarray
     hessian: np.ndarray
-    _cache: dict = field(default_factory=dict, repr=False)
 
     # -- sizes ---------------------------------------------------------------
     @property

@@ -233,8 +233,6 @@ class FMM:
             raise SpecificationError("constraints= is not available yet in this release")
         if group is not None:
             raise SpecificationError("group= is not available yet in this release")
-        if all(c.family_name == "pointmass" for c in components) and hybrid:
-            raise SpecificationError("a pointmass component cannot be the only kind of class")
         for name, value in (
             ("components", components),
             ("k", k),

@@ -128,7 +128,6 @@ class Family:
     stata_name: str = ""
     options: Mapping[str, Any] = field(default_factory=dict)
     extra_columns: Mapping[str, Any] = field(default_factory=dict)
-    min_distinct: int = 1
 
     @property
     def n_slots(self) -> int:

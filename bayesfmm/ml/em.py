@@ -16,6 +16,7 @@ from scipy.special import log_softmax
 from bayesfmm.design import ComponentDesign
 from bayesfmm.likelihood import Evaluation, MixtureProblem, evaluate
 from bayesfmm.ml.iterlog import IterationLog, mreldif, reldif
+from bayesfmm.ml.newton import reflected_newton_step
 
 __all__ = ["EMOptions", "EMResult", "m_step", "em", "degeneracy", "weighted_component_fit"]
 
@@ -70,7 +71,7 @@ def weighted_component_fit(
             g[edges[a] : edges[a + 1]] = Xa.T @ (weights * d[a])
             for b, Xb in enumerate(comp.slot_designs):
                 H[edges[a] : edges[a + 1], edges[b] : edges[b + 1]] = Xa.T @ ((weights * h[a, b])[:, None] * Xb)
-        step = _ascent_direction(g, H)
+        step = reflected_newton_step(g, H)
         flat = np.concatenate(coefs)
         for _half in range(30):
             trial = flat + step
@@ -86,14 +87,6 @@ def weighted_component_fit(
         if improved < 1e-10 * (abs(value) + 1):
             break
     return coefs
-
-
-def _ascent_direction(g: np.ndarray, H: np.ndarray) -> np.ndarray:
-    """Newton direction, with the Hessian's eigenvalues forced negative where it is not concave."""
-    vals, vecs = np.linalg.eigh(-(H + H.T) / 2)
-    floor = max(np.max(np.abs(vals)) * 1e-8, 1e-12)
-    vals = np.maximum(np.abs(vals), floor)
-    return vecs @ ((vecs.T @ g) / vals)
 
 
 def _class_m_step(problem: MixtureProblem, resp: np.ndarray, theta: np.ndarray) -> None:
@@ -130,7 +123,7 @@ def _class_m_step(problem: MixtureProblem, resp: np.ndarray, theta: np.ndarray) 
                     w = w - pi[:, ea.class_]
                 H[offsets[a] : offsets[a + 1], offsets[b] : offsets[b + 1]] = ea.X.T @ (w[:, None] * eb.X)
         g = np.concatenate(g_parts)
-        step = _ascent_direction(g, H)
+        step = reflected_newton_step(g, H)
         for _half in range(30):
             trial = theta.copy()
             trial[cols] = theta[cols] + step

@@ -48,19 +48,23 @@ class NewtonResult:
     collapsed: str | None = None
 
 
+def reflected_newton_step(g: np.ndarray, H: np.ndarray) -> np.ndarray:
+    """An ascent direction where ``H`` is not negative definite: the Newton step with the
+    eigenvalues of ``-H`` replaced by their absolute values (floored)."""
+    vals, vecs = linalg.eigh(-(H + H.T) / 2)
+    scale = np.max(np.abs(vals)) if vals.size else 1.0
+    vals = np.maximum(np.abs(vals), max(scale * 1e-8, 1e-12))
+    return vecs @ ((vecs.T @ g) / vals)
+
+
 def _direction(g: np.ndarray, H: np.ndarray) -> tuple[np.ndarray, bool, float]:
     """Newton direction, whether ``H`` is negative definite, and ``g' (-H)^-1 g``."""
-    neg = -(H + H.T) / 2
     try:
-        factor = linalg.cho_factor(neg, lower=True, check_finite=True)
+        factor = linalg.cho_factor(-(H + H.T) / 2, lower=True, check_finite=True)
         step = linalg.cho_solve(factor, g)
         return step, True, float(g @ step)
     except (linalg.LinAlgError, ValueError):
-        vals, vecs = linalg.eigh(neg)
-        scale = np.max(np.abs(vals)) if vals.size else 1.0
-        vals = np.maximum(np.abs(vals), max(scale * 1e-8, 1e-12))
-        step = vecs @ ((vecs.T @ g) / vals)
-        return step, False, np.inf
+        return reflected_newton_step(g, H), False, np.inf
 
 
 def newton(

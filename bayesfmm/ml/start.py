@@ -18,6 +18,7 @@ import numpy as np
 from bayesfmm.errors import SpecificationError
 from bayesfmm.likelihood import MixtureProblem
 from bayesfmm.ml.em import m_step, weighted_component_fit
+from bayesfmm.ops import NUMPY_OPS
 
 __all__ = ["START_METHODS", "one_class_fit", "start_weights", "theta_from_weights"]
 
@@ -49,18 +50,12 @@ def _quantile_weights(problem: MixtureProblem, pooled: np.ndarray) -> np.ndarray
 
     comp = problem.design.classes[0][0]
     etas = component_etas(problem, pooled)[0][0]
-    fitted = np.asarray(comp.family.mean(etas, _numpy_ops(), comp.extra)) * np.ones(problem.n)
+    fitted = np.asarray(comp.family.mean(etas, NUMPY_OPS, comp.extra)) * np.ones(problem.n)
     residual = comp.y - fitted
     k = problem.k
     cuts = np.quantile(residual, np.arange(1, k) / k)
     labels = np.searchsorted(cuts, residual, side="right")
     return np.eye(k)[labels]
-
-
-def _numpy_ops():
-    from bayesfmm.ops import NUMPY_OPS
-
-    return NUMPY_OPS
 
 
 def start_weights(
