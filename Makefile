@@ -46,8 +46,11 @@ demo: venv
 	"$(VENV_PY)" examples/stamp.py
 
 # pytest exits 5 when it collects no tests; that is not a failure of the suite.
+# Single-threaded BLAS for the tests: the fits multiply small matrices, where OpenBLAS's
+# threads cost far more than they save on a 2-core machine (measured 10-1000x slower under
+# load), and bf.select/bootstrap_lrt parallelise over processes instead.
 test: venv
-	@"$(VENV_PY)" -m pytest $(PYTEST_ARGS) || { rc=$$?; \
+	@OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$(VENV_PY)" -m pytest $(PYTEST_ARGS) || { rc=$$?; \
 		if [ $$rc -eq 5 ]; then echo "pytest: no tests collected (exit 5), treated as success"; exit 0; fi; \
 		exit $$rc; }
 

@@ -19,7 +19,14 @@ from bayesfmm.errors import DataError, DataWarning
 from bayesfmm.families.base import Family
 from bayesfmm.spec import FMM, Component
 
-__all__ = ["ComponentDesign", "ClassDesign", "Design", "build_design", "encode_component"]
+__all__ = ["ComponentDesign", "ClassDesign", "Design", "build_design", "encode_component", "estimation_rows"]
+
+
+# Names a formula may call besides formulaic's own transforms (log, exp, center, C, ...):
+# ``log(x)``, ``sqrt(x)`` and ``np.log(x + 10)`` work with no import in the user's code.
+# An explicit context (rather than the caller's frame) keeps ModelSpec re-encoding of new
+# data (predict) evaluating the same names.
+FORMULA_CONTEXT: Mapping[str, Any] = {"np": np, "log": np.log, "exp": np.exp, "sqrt": np.sqrt}
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,8 +79,8 @@ def _formula_variables(formula: str) -> list[str]:
     from formulaic import Formula
 
     parsed = Formula(formula)
-    lhs = sorted(parsed.lhs.required_variables) if hasattr(parsed, "lhs") else []
-    rhs = sorted(set(parsed.required_variables) - set(lhs))
+    lhs = sorted(set(parsed.lhs.required_variables) - set(FORMULA_CONTEXT)) if hasattr(parsed, "lhs") else []
+    rhs = sorted(set(parsed.required_variables) - set(lhs) - set(FORMULA_CONTEXT))
     return lhs + rhs
 
 
@@ -153,6 +160,12 @@ def _drop_missing(data: pd.DataFrame, variables: list[str]) -> tuple[pd.DataFram
     return data.loc[~bad], int(positions.size)
 
 
+def estimation_rows(spec: FMM, data: pd.DataFrame) -> np.ndarray:
+    """Boolean mask of the rows :func:`build_design` keeps (no missing model variable), so
+    that columns outside the model (``cluster=``, ``classid``) line up with the design."""
+    return ~data[_model_variables(spec)].isna().any(axis=1).to_numpy()
+
+
 def _numeric_response(data: pd.DataFrame, name: str, variables: set[str]) -> None:
     """Refuse a response column that is not numeric, naming the offending rows."""
     for var in sorted(variables):
@@ -208,12 +221,14 @@ def encode_component(comp: Component, data: pd.DataFrame, model_spec: Any = None
     try:
         if model_spec is None:
             with np.errstate(all="ignore"):  # non-finite transforms are reported below
-                matrices = model_matrix(comp.formula, data, na_action="ignore")
+                matrices = model_matrix(comp.formula, data, na_action="ignore", context=FORMULA_CONTEXT)
             lhs, rhs = matrices.lhs, matrices.rhs
             model_spec = rhs.model_spec
         else:
-            rhs = model_spec.get_model_matrix(data, na_action="ignore")
-            lhs = model_matrix(comp.formula.split("~", 1)[0] + "~ 1", data, na_action="ignore").lhs
+            rhs = model_spec.get_model_matrix(data, na_action="ignore", context=FORMULA_CONTEXT)
+            lhs = model_matrix(
+                comp.formula.split("~", 1)[0] + "~ 1", data, na_action="ignore", context=FORMULA_CONTEXT
+            ).lhs
     except DataError:
         raise
     except Exception as exc:
@@ -242,7 +257,7 @@ def encode_component(comp: Component, data: pd.DataFrame, model_spec: Any = None
 def _component_design(comp: Component, data: pd.DataFrame) -> ComponentDesign:
     from formulaic import Formula
 
-    lhs_vars = set(Formula(comp.formula).lhs.required_variables)
+    lhs_vars = set(Formula(comp.formula).lhs.required_variables) - set(FORMULA_CONTEXT)
     _numeric_response(data, comp.formula, lhs_vars)
     y, X, terms, offset, model_spec = encode_component(comp, data)
     family = comp.family
@@ -283,7 +298,7 @@ def _class_design(formula: str | None, data: pd.DataFrame) -> ClassDesign:
     if formula is None:
         return ClassDesign(Z=np.ones((len(data), 1)), terms=("Intercept",))
     try:
-        rhs = model_matrix(formula, data, na_action="ignore")
+        rhs = model_matrix(formula, data, na_action="ignore", context=FORMULA_CONTEXT)
     except Exception as exc:
         raise DataError(f"could not build the class model {formula!r}: {exc}") from None
     Z = _finite_design(rhs, formula, data.index)
@@ -358,7 +373,7 @@ def design_for_new_data(design: Design, data: pd.DataFrame, need_response: bool)
 
         for comps in design.classes:
             for comp in comps:
-                for var in Formula(comp.component.formula).lhs.required_variables:
+                for var in set(Formula(comp.component.formula).lhs.required_variables) - set(FORMULA_CONTEXT):
                     if var not in data.columns:
                         data[var] = comp.y[0]
     variables = _model_variables(spec)
@@ -394,7 +409,7 @@ def design_for_new_data(design: Design, data: pd.DataFrame, need_response: bool)
                 None if cd is None else ClassDesign(Z=np.ones((len(data), 1)), terms=cd.terms)
             )
             continue
-        Z = _finite_design(cd.model_spec.get_model_matrix(data, na_action="ignore"), "lcprob", data.index)
+        Z = _finite_design(cd.model_spec.get_model_matrix(data, na_action="ignore", context=FORMULA_CONTEXT), "lcprob", data.index)
         class_designs.append(ClassDesign(Z=Z, terms=cd.terms, model_spec=cd.model_spec))
     return Design(
         spec=spec,

@@ -38,6 +38,9 @@ class Ops:
     sigmoid: Callable[[Any], Any]
     softplus: Callable[[Any], Any]
     as_float: Callable[[Any], Any]
+    gammaincc: Callable[[Any, Any], Any]  # regularised upper incomplete gamma Q(a, x)
+    betainc: Callable[[Any, Any, Any], Any]  # regularised incomplete beta I_x(a, b)
+    gammainc: Callable[[Any, Any], Any]  # regularised lower incomplete gamma P(a, x)
 
 
 def _np_softplus(x):
@@ -61,6 +64,9 @@ NUMPY_OPS = Ops(
     sigmoid=special.expit,
     softplus=_np_softplus,
     as_float=lambda x: np.asarray(x, dtype=float),
+    gammaincc=special.gammaincc,
+    betainc=special.betainc,
+    gammainc=special.gammainc,
 )
 
 
@@ -95,4 +101,7 @@ def pytensor_ops() -> Ops:
         sigmoid=pt.sigmoid,
         softplus=pt.softplus,
         as_float=lambda x: pt.as_tensor_variable(x, dtype="float64"),
+        gammaincc=pt.gammaincc,
+        betainc=pt.betainc,
+        gammainc=pt.gammainc,
     )

@@ -44,6 +44,7 @@ class Block:
     scale: AuxScale = IDENTITY_SCALE
     linear: bool = True
     param_class: str = "coef"
+    collapses: str | None = None
 
     @property
     def slice(self) -> slice:
@@ -150,6 +151,7 @@ def build_layout(design: Design) -> ParamLayout:
                         scale=slot.scale,
                         linear=slot.linear,
                         param_class=slot.param_class,
+                        collapses=slot.collapses,
                     )
                 )
                 pos += size

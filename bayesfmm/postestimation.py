@@ -168,7 +168,7 @@ def predict(
                 continue
             family, e = comp.family, etas[j][c]
             if kind == "eta":
-                value = e[0]
+                value = e[0] if e else np.nan  # a family without parameters has no eta
             elif kind == "mu":
                 value = family.mean(e, NUMPY_OPS, comp.extra)
             elif kind == "density":

@@ -54,6 +54,8 @@ class MLResults:
     iteration_log: IterationLog
     gradient: np.ndarray
     hessian: np.ndarray
+    n_clusters: int | None = None  # vce="cluster": number of clusters
+    cluster: str | None = None  # vce="cluster": the cluster column
 
     # -- sizes ---------------------------------------------------------------
     @property
@@ -160,6 +162,38 @@ class MLResults:
         from bayesfmm.postestimation import predict
 
         return predict(self, data, kind=kind, marginal=marginal, equation=equation)
+
+    # -- inference (bayesfmm.inference) -------------------------------------
+    def test(self, hypotheses):
+        """Wald test of linear hypotheses on named parameters (Stata ``test``):
+        ``res.test("[1]x1 = [2]x1")`` or a list of them for a joint test."""
+        from bayesfmm.inference import wald_test
+
+        return wald_test(self, hypotheses)
+
+    def lincom(self, expression: str, alpha: float = 0.05):
+        """A linear combination with SE, z, p and CI (Stata ``lincom``): ``res.lincom("[2]x1 - [1]x1")``."""
+        from bayesfmm.inference import lincom
+
+        return lincom(self, expression, alpha)
+
+    def lrtest(self, other, force: bool = False):
+        """Likelihood-ratio test against a nested fit (Stata ``lrtest``)."""
+        from bayesfmm.inference import lrtest
+
+        return lrtest(self, other, force=force)
+
+    def ic(self) -> pd.Series:
+        """llf, df, nobs and AIC, AICc, BIC, CAIC, ICL, ICL-BIC, entropy (smaller is better)."""
+        from bayesfmm.inference import ic
+
+        return ic(self)
+
+    def relabel(self, by, descending: bool = False) -> "MLResults":
+        """A copy with the classes permuted: ``by=("y", "Intercept")``, ``"lcprob"`` or ``[3, 1, 2]``."""
+        from bayesfmm.inference import relabel
+
+        return relabel(self, by, descending)
 
     def summary(self, alpha: float = 0.05):
         """A Stata-like table; ``str()`` it, or ``.as_frame()``."""

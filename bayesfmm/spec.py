@@ -17,6 +17,7 @@ from bayesfmm.families.registry import canonical_name, get_family
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
+    from bayesfmm.bayes.results import BayesResults
     from bayesfmm.results import MLResults
 
 __all__ = ["Component", "FMM"]
@@ -41,6 +42,24 @@ def _parse_formula(formula: Any, what: str, need_lhs: bool) -> str:
             f"{what} {formula!r} must have no response (write '~ z1 + z2')"
         )
     return formula.strip()
+
+
+def _check_point_masses(components: Sequence["Component"]) -> None:
+    """Stata's rules for families without parameters (``pointmass``): no regressors, and
+    not every class may be one (the mixture would have nothing to estimate)."""
+    from formulaic import Formula
+
+    for comp in components:
+        if comp.family.n_slots == 0 and any(str(t) != "1" for t in Formula(comp.formula).rhs):
+            raise SpecificationError(
+                f"{comp.family_name} takes no regressors: write '{comp.response} ~ 1', not {comp.formula!r}"
+            )
+    if all(comp.family.n_slots == 0 for comp in components):
+        names = sorted({comp.family_name for comp in components})
+        raise SpecificationError(
+            f"every class is a {'/'.join(names)} component: a point mass cannot be the only "
+            "component model; add a component with parameters, e.g. (pointmass y) (poisson y x)"
+        )
 
 
 def _freeze(options: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -229,6 +248,7 @@ class FMM:
             raise SpecificationError(
                 "lcinvariant other than 'none' is not available yet in this release"
             )
+        _check_point_masses(components)
         if constraints is not None:
             raise SpecificationError("constraints= is not available yet in this release")
         if group is not None:
@@ -282,3 +302,71 @@ class FMM:
         from bayesfmm.ml.fit import fit_ml
 
         return fit_ml(self, data, **options)
+
+    def build_pymc(self, data: "pd.DataFrame", priors: Any = None, order: Any = "auto") -> Any:
+        """The PyMC model (``pm.Model``) of this mixture on ``data``, for users who extend it.
+
+        See ``docs/bayes.md``: one variable per parameter over the ``class`` dimension
+        (``thickness_Intercept``, ``thickness_lnvar``, ``Class_Intercept``), the mixture
+        marginalised, the pointwise log likelihood on the observed variable.
+
+        Examples
+        --------
+        >>> import bayesfmm as bf
+        >>> m = bf.FMM("thickness ~ 1", k=3).build_pymc(bf.datasets.load("stamp"))  # doctest: +SKIP
+        >>> sorted(m.named_vars)  # doctest: +SKIP
+        ['Class_Intercept', 'thickness', 'thickness_Intercept', 'thickness_lnvar']
+        """
+        from bayesfmm.bayes.sample import build_model
+
+        return build_model(self, data, priors=priors, order=order).model
+
+    def sample(
+        self,
+        data: "pd.DataFrame",
+        draws: int = 1000,
+        tune: int = 1000,
+        chains: int = 4,
+        random_seed: int | None = None,
+        sampler: str = "nutpie",
+        init: Any = "ml",
+        priors: Any = None,
+        order: Any = "auto",
+        progressbar: bool | None = None,
+        **kwargs: Any,
+    ) -> "BayesResults":
+        """Sample the posterior by NUTS: ``sampler="nutpie"`` (default), ``"pymc"`` or ``"numpyro"``.
+
+        Chains start from the ML fit jittered by its standard errors (``init="ml"``; an
+        ``MLResults`` to start from that fit, e.g. one with random starts; ``"pymc"`` for
+        PyMC's own start); ``order="auto"`` orders the classes by the first
+        component's intercept (``None`` to switch off, ``"classpr"``, or a parameter);
+        ``priors`` overrides the default priors. Other keywords go to the sampler
+        (``target_accept``, ``cores``, ...). See ``docs/bayes.md``.
+
+        Examples
+        --------
+        >>> import bayesfmm as bf
+        >>> post = bf.FMM("thickness ~ 1", k=3).sample(bf.datasets.load("stamp"), random_seed=1)  # doctest: +SKIP
+        >>> post.diagnostics().passed  # doctest: +SKIP
+        True
+        """
+        from bayesfmm.bayes.sample import sample
+
+        return sample(
+            self, data, draws=draws, tune=tune, chains=chains, random_seed=random_seed, sampler=sampler,
+            init=init, priors=priors, order=order, progressbar=progressbar, **kwargs,
+        )
+
+    def map(self, data: "pd.DataFrame", priors: Any = None, **options: Any) -> "MLResults":
+        """Posterior mode (MAP) by scipy on the PyMC model's log density; equals ML with
+        ``priors="flat"``. Returns MAPResults (MLResults' API, Laplace standard errors).
+
+        Examples
+        --------
+        >>> import bayesfmm as bf
+        >>> mode = bf.FMM("thickness ~ 1", k=3).map(bf.datasets.load("stamp"))  # doctest: +SKIP
+        """
+        from bayesfmm.bayes.sample import map_estimate
+
+        return map_estimate(self, data, priors=priors, **options)

@@ -17,6 +17,8 @@ import pandas as pd
 __all__ = ["Summary", "format_number"]
 
 RULE = "-" * 78
+# The line Stata prints above "Std. err." for each variance estimator.
+SE_PREFIX = {"oim": "", "opg": "OPG", "robust": "Robust", "cluster": "Robust"}
 WIDTH_LABEL = 13
 
 
@@ -76,6 +78,8 @@ class Summary:
     models: dict
     converged: bool
     vce: str
+    cluster_note: str = ""
+    aux_terms: frozenset = frozenset()  # (class, equation, term) of auxiliary parameters
 
     @classmethod
     def from_results(cls, res, alpha: float = 0.05) -> "Summary":
@@ -105,6 +109,12 @@ class Summary:
             models=models,
             converged=res.converged,
             vce=res.vce,
+            aux_terms=frozenset(t for t, aux in zip(res.layout.index, res.layout.is_aux()) if aux),
+            cluster_note=(
+                f"(Std. err. adjusted for {res.n_clusters:,} clusters in {res.cluster})"
+                if res.vce == "cluster" and getattr(res, "n_clusters", None)
+                else ""
+            ),
         )
 
     def as_frame(self) -> pd.DataFrame:
@@ -113,9 +123,10 @@ class Summary:
 
     def _header_row(self) -> str:
         level = int(round(100 * (1 - self.alpha)))
-        se_name = "Std. err." if self.vce == "oim" else f"{self.vce.upper()} std. err."
-        return (
-            f"{'':>{WIDTH_LABEL}}|{'Coefficient':>12}{se_name:>11}{'z':>9}{'P>|z|':>8}"
+        prefix = SE_PREFIX.get(self.vce, "")
+        above = f"{'':>{WIDTH_LABEL}}|{'':>12}{prefix:>10}\n" if prefix else ""
+        return above + (
+            f"{'':>{WIDTH_LABEL}}|{'Coefficient':>12}{'Std. err.':>11}{'z':>9}{'P>|z|':>8}"
             f"     [{level}% conf. interval]"
         )
 
@@ -139,6 +150,7 @@ class Summary:
         lines = [
             f"{self.title:<48}Number of obs     = {self.nobs:>10,}",
             f"Log likelihood = {self.llf:.8g}",
+            *([self.cluster_note] if self.cluster_note else []),
             "",
         ]
         sep = "-" * WIDTH_LABEL + "+" + "-" * (len(RULE) - WIDTH_LABEL - 1)
@@ -163,10 +175,14 @@ class Summary:
                 if cls != j:
                     continue
                 lines += ["", f"Class          : {j}", f"Response       : {response}", f"Model          : {model}", ""]
+                present = (f.index.get_level_values("class") == j) & (f.index.get_level_values("equation") == response)
+                if not present.any():  # a family without parameters (pointmass)
+                    lines.append("(no parameters)")
+                    continue
                 sub = f.xs((j, response), level=("class", "equation"))
                 linear_rows, aux_rows = [f"{_abbrev(response):<{WIDTH_LABEL}}|"], []
                 for term, row in sub.iterrows():
-                    if "(" in term:  # auxiliary parameter, e.g. var(e)
+                    if (j, response, term) in self.aux_terms:  # auxiliary: var(e), alpha, ...
                         name = term.replace("(e)", f"(e.{response})")
                         aux_rows.append(self._row(_abbrev(name), row, aux=True))
                     else:

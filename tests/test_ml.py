@@ -186,3 +186,33 @@ def test_progress_bar_does_not_change_the_fit(stamp):
     quiet = bf.FMM("thickness ~ 1", k=3).fit(stamp, startvalues="randomid", draws=3, seed=4, progress=False)
     shown = bf.FMM("thickness ~ 1", k=3).fit(stamp, startvalues="randomid", draws=3, seed=4, progress=True)
     assert quiet.llf == shown.llf and quiet.starts.em_llf == shown.starts.em_llf
+
+
+def test_scale_collapse_of_a_gamma_class_is_detected():
+    # 30% of the responses tied at 5.0: a gamma class can sit on the ties with its scale
+    # going to 0 (unbounded likelihood); such a fit must never be returned
+    rng = np.random.default_rng(2)
+    y = np.concatenate([rng.gamma(2.0, 2.0, 700), np.full(300, 5.0)])
+    data = pd.DataFrame({"y": y})
+    try:
+        res = bf.FMM("y ~ 1", family="gamma", k=2).fit(data, startvalues="randompr", draws=5, seed=1)
+    except bf.ConvergenceError as err:
+        assert "collapsed" in str(err)
+    else:
+        scales = res.params.xs("scale", level="term")
+        assert scales.min() > 1e-6
+    from bayesfmm.design import build_design
+    from bayesfmm.likelihood import MixtureProblem
+    from bayesfmm.ml.em import degeneracy
+    from bayesfmm.params import build_layout
+
+    spec = bf.FMM("y ~ 1", family="gamma", k=2)
+    design = build_design(spec, data)
+    layout = build_layout(design)
+    problem = MixtureProblem.build(design, layout)
+    reference = np.ones(layout.size)
+    theta = np.zeros(layout.size)
+    theta[layout.slot_block(2, 0, 1).slice] = np.log(1e-10)  # class 2 scale far below 1
+    assert "collapsed to" in degeneracy(problem, theta, None, reference)
+    theta[layout.slot_block(2, 0, 1).slice] = 0.0
+    assert degeneracy(problem, theta, None, reference) is None

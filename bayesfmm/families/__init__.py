@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from bayesfmm.families import gaussian, lognormal  # noqa: F401  (registration)
+from bayesfmm.families import binomial, nbinomial, pointmass, poisson  # noqa: F401  (registration)
+from bayesfmm.families import beta, exponential, gamma, loglogistic, weibull  # noqa: F401  (registration)
 from bayesfmm.families.base import AuxScale, Family, Slot
 from bayesfmm.families.registry import family_names, get_family, register_family
 

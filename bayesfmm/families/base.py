@@ -65,6 +65,10 @@ class Slot:
         linear slots split into ``"cons"`` and ``"coef"`` by term.
     scale
         Optimiser scale -> reported scale, for auxiliary slots.
+    collapses
+        ``"down"`` when the likelihood is unbounded as the reported value goes to 0 on a few
+        points (an error variance, a gamma or Weibull scale), ``"up"`` when it is unbounded
+        as the value grows (beta's precision); the EM/Newton degeneracy check watches it.
     """
 
     name: str
@@ -72,6 +76,7 @@ class Slot:
     report_name: str | None = None
     param_class: str = "coef"
     scale: AuxScale = IDENTITY_SCALE
+    collapses: str | None = None
 
 
 LogPdf = Callable[[Any, Sequence[Any], Ops, Extra], Any]
@@ -108,6 +113,16 @@ class Family:
     start_aux
         Start values of the auxiliary slots from a weighted sample:
         ``(y, weights) -> list of floats`` (one per auxiliary slot).
+    start_linear
+        Optional start values of the linear slots from a weighted sample:
+        ``(y, designs, offsets, weights, extra) -> list of coefficient arrays`` (one per
+        linear slot), e.g. least squares of ``log y`` for a log-link family; without it the
+        1-class fit starts its linear slots at 0.
+    sample
+        Optional random draws of the response: ``(etas, rng, extra) -> array`` with one
+        draw per row (``rng`` a ``numpy.random.Generator``); used by
+        :func:`bayesfmm.simulate.simulate` and the parametric bootstrap. Without it the
+        family cannot simulate.
     extra_columns
         Per-row data the density needs besides ``y``: ``{"trials": "Total"}`` (a column
         name) or ``{"trials": 10}`` (a constant). The design layer resolves each into a
@@ -125,6 +140,8 @@ class Family:
     start_aux: Callable[[Array, Array], list[float]]
     eta_derivatives: Derivatives | None = None
     weighted_fit: Callable[..., list[Array]] | None = None
+    start_linear: Callable[..., list[Array]] | None = None
+    sample: Callable[[Sequence[Array], np.random.Generator, Extra], Array] | None = None
     stata_name: str = ""
     options: Mapping[str, Any] = field(default_factory=dict)
     extra_columns: Mapping[str, Any] = field(default_factory=dict)

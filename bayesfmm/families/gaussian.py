@@ -14,11 +14,11 @@ from bayesfmm.families.base import LOG_SCALE, Family, Slot
 from bayesfmm.families.registry import register_family
 from bayesfmm.ops import LOG_2PI, Ops
 
-__all__ = ["gaussian", "normal_logpdf", "normal_derivatives", "normal_weighted_fit"]
+__all__ = ["gaussian", "normal_logpdf", "normal_derivatives", "normal_weighted_fit", "normal_sample"]
 
 SLOTS = (
     Slot("mu"),
-    Slot("lnvar", linear=False, report_name="var(e)", param_class="errvar", scale=LOG_SCALE),
+    Slot("lnvar", linear=False, report_name="var(e)", param_class="errvar", scale=LOG_SCALE, collapses="down"),
 )
 
 
@@ -78,6 +78,12 @@ def _weighted_log_variance(y: np.ndarray, weights: np.ndarray) -> list[float]:
     return [float(np.log(max(var, 1e-300)))]
 
 
+def normal_sample(etas: Sequence[np.ndarray], rng: np.random.Generator, extra: Any = None) -> np.ndarray:
+    """One draw per row from N(mu, exp(lnvar))."""
+    mu, lnvar = (np.asarray(e, dtype=float) for e in etas)
+    return rng.normal(mu, np.exp(0.5 * lnvar))
+
+
 def gaussian() -> Family:
     """The normal family (Stata ``regress``; flexmix ``FLXMRglm(family="gaussian")``)."""
     return Family(
@@ -92,6 +98,7 @@ def gaussian() -> Family:
         support="finite",
         start_aux=_weighted_log_variance,
         weighted_fit=normal_weighted_fit,
+        sample=normal_sample,
     )
 
 

@@ -16,6 +16,7 @@ from bayesfmm.families.gaussian import (
     _weighted_log_variance,
     normal_derivatives,
     normal_logpdf,
+    normal_sample,
     normal_weighted_fit,
 )
 from bayesfmm.families.registry import register_family
@@ -50,6 +51,7 @@ def lognormal() -> Family:
         weighted_fit=lambda y, designs, offsets, weights, extra=None: normal_weighted_fit(
             np.log(y), designs, offsets, weights
         ),
+        sample=lambda etas, rng, extra=None: np.exp(normal_sample(etas, rng)),
     )
 
 

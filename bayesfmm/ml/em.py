@@ -178,11 +178,13 @@ def degeneracy(
 ) -> str | None:
     """Why this point is degenerate (an empty class, a collapsed variance), or None.
 
-    ``reference`` holds the reported value of each parameter in a 1-class fit. An error
-    variance collapses when it falls below ``collapse_tol`` times its 1-class value, or below
-    ``small_tol`` times it while the rows assigned to its class (posterior > 0.5) hold no
-    more distinct points than the component has mean parameters (a perfect fit on a few
-    tied values, where the likelihood is unbounded).
+    ``reference`` holds the reported value of each parameter in a 1-class fit. An auxiliary
+    parameter whose slot ``collapses`` (an error variance or a scale going down, beta's
+    precision going up) collapses when it moves past ``collapse_tol`` times (or 1 /
+    ``collapse_tol`` times) its 1-class value, or past ``small_tol`` while the rows
+    assigned to its class (posterior > 0.5) hold no more distinct points than the component
+    has mean parameters (a perfect fit on a few tied values, where the likelihood is
+    unbounded).
     """
     if not np.all(np.isfinite(theta)):
         bad = [
@@ -197,17 +199,20 @@ def degeneracy(
     layout = problem.layout
     report = layout.to_report(theta)
     for b in layout.blocks:
-        if b.linear or b.param_class != "errvar":
+        if b.linear or b.collapses is None:
             continue
-        ratio = float(np.min(report[b.slice] / reference[b.slice]))
-        collapsed = ratio < collapse_tol
-        if not collapsed and ratio < small_tol and resp is not None:
+        ratio = report[b.slice] / reference[b.slice]
+        # how far the parameter has gone in its collapsing direction (small = far)
+        toward = float(np.min(ratio)) if b.collapses == "down" else float(np.min(1.0 / ratio))
+        collapsed = toward < collapse_tol
+        if not collapsed and toward < small_tol and resp is not None:
             collapsed = _assigned_fit_is_perfect(problem, b, resp)
         if collapsed:
             where = f" on {int(np.sum(resp[:, b.class_ - 1] > 0.5))} rows" if resp is not None else ""
+            direction = "collapsed to" if b.collapses == "down" else "diverged to"
             return (
-                f"class {b.class_}: {b.terms[0]} of {b.equation} collapsed to "
-                f"{report[b.slice][0]:.3g} ({ratio:.2g} of the 1-class value){where}; "
+                f"class {b.class_}: {b.terms[0]} of {b.equation} {direction} "
+                f"{report[b.slice][0]:.3g} ({float(np.min(ratio)):.2g} times the 1-class value){where}; "
                 "the likelihood is unbounded there"
             )
     return None

@@ -31,6 +31,7 @@ class NewtonOptions:
     ltolerance: float = 1e-7
     nrtolerance: float = 1e-5
     max_halvings: int = 40
+    difficult: bool = False  # Stata's ``difficult``: see :func:`split_newton_step`
 
 
 @dataclass(frozen=True)
@@ -57,13 +58,31 @@ def reflected_newton_step(g: np.ndarray, H: np.ndarray) -> np.ndarray:
     return vecs @ ((vecs.T @ g) / vals)
 
 
-def _direction(g: np.ndarray, H: np.ndarray) -> tuple[np.ndarray, bool, float]:
+def split_newton_step(g: np.ndarray, H: np.ndarray) -> np.ndarray:
+    """Stata's ``difficult`` stepping where ``H`` is not negative definite: the parameter
+    space is split along the eigenvectors of ``-H``; where the curvature is concave the
+    step is Newton's, elsewhere it is steepest ascent, scaled by the smallest concave
+    curvature (or the largest absolute one when none is concave) so the step lengths are
+    comparable. The step-halving line search then sets the length."""
+    vals, vecs = linalg.eigh(-(H + H.T) / 2)
+    top = np.max(np.abs(vals)) if vals.size else 1.0
+    floor = max(top * 1e-8, 1e-12)
+    concave = vals > floor
+    proj = vecs.T @ g
+    ref = np.min(vals[concave]) if np.any(concave) else top
+    coef = np.where(concave, proj / np.where(concave, vals, 1.0), proj / max(ref, floor))
+    return vecs @ coef
+
+
+def _direction(g: np.ndarray, H: np.ndarray, difficult: bool = False) -> tuple[np.ndarray, bool, float]:
     """Newton direction, whether ``H`` is negative definite, and ``g' (-H)^-1 g``."""
     try:
         factor = linalg.cho_factor(-(H + H.T) / 2, lower=True, check_finite=True)
         step = linalg.cho_solve(factor, g)
         return step, True, float(g @ step)
     except (linalg.LinAlgError, ValueError):
+        if difficult:
+            return split_newton_step(g, H), False, np.inf
         return reflected_newton_step(g, H), False, np.inf
 
 
@@ -82,7 +101,7 @@ def newton(
     converged = False
     for it in range(options.iterate + 1):
         ev, g, H = score_hessian(problem, theta)
-        step, concave, scaled = _direction(g, H)
+        step, concave, scaled = _direction(g, H, options.difficult)
         if log is not None:
             log.iteration(it, ev.llf, note="(not concave)" if not concave else note)
         if check is not None:

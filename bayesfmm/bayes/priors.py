@@ -1,0 +1,296 @@
+"""Priors: weakly informative defaults scaled to the data, overridable by name, class or kind.
+
+Every parameter of the layout (``theta``, the optimiser's scale: class logits, regression
+coefficients, log error variances) gets one prior. The defaults (documented in
+``docs/bayes.md``) are centred on the pooled (1-class) fit and scaled by the spread of the
+data in each linear predictor, so they are weak whatever the units of the response:
+
+========================================  =============================================
+parameter                                 default prior
+========================================  =============================================
+class model intercept (``Class``)         Normal(0, 1.5)
+class model covariate ``z``               Normal(0, 2.5 / sd(z))
+component intercept (``cons``)            Normal(pooled intercept, 2.5 s)
+component coefficient of ``x`` (``coef``)  Normal(0, 2.5 s / sd(x))
+auxiliary, optimiser scale (``errvar``)   Normal(pooled value, 2)
+========================================  =============================================
+
+``s`` is the standard deviation of the working response ``eta + d / (-h)`` of the slot at
+the pooled fit (``d``, ``h``: the family's first and second eta-derivatives); for a
+gaussian mean it is ``sd(y)``, so the coefficient prior is the familiar
+``2.5 sd(y) / sd(x)``. It needs no family by name.
+
+This module is pure numpy: it does not import pytensor or PyMC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from bayesfmm.errors import SpecificationError
+from bayesfmm.likelihood import MixtureProblem, component_etas
+
+__all__ = [
+    "Normal",
+    "StudentT",
+    "Flat",
+    "Prior",
+    "PriorTable",
+    "PARAM_CLASSES",
+    "param_classes",
+    "default_priors",
+    "resolve_priors",
+]
+
+CLASS_INTERCEPT_SD = 1.5
+CLASS_COEF_SCALE = 2.5
+COEF_SCALE = 2.5
+AUX_SD = 2.0
+PARAM_CLASSES = ("class", "cons", "coef", "errvar", "scale", "alpha", "cut")
+
+
+@dataclass(frozen=True)
+class Normal:
+    """``Normal(mu, sigma)`` prior on a parameter's optimiser scale.
+
+    Examples
+    --------
+    >>> from bayesfmm.bayes import Normal
+    >>> Normal(0.0, 2.0).logpdf(0.0).round(4)
+    np.float64(-1.6121)
+    """
+
+    mu: float = 0.0
+    sigma: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.mu) and np.isfinite(self.sigma) and self.sigma > 0):
+            raise SpecificationError(f"Normal prior needs a finite mu and sigma > 0, got {self}")
+
+    def logpdf(self, x):
+        z = (np.asarray(x, dtype=float) - self.mu) / self.sigma
+        return -0.5 * z * z - np.log(self.sigma) - 0.5 * np.log(2 * np.pi)
+
+
+@dataclass(frozen=True)
+class StudentT:
+    """``StudentT(nu, mu, sigma)`` prior (heavier tails than the normal)."""
+
+    nu: float = 3.0
+    mu: float = 0.0
+    sigma: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (self.nu > 0 and np.isfinite(self.mu) and np.isfinite(self.sigma) and self.sigma > 0):
+            raise SpecificationError(f"StudentT prior needs nu > 0, a finite mu and sigma > 0, got {self}")
+
+
+@dataclass(frozen=True)
+class Flat:
+    """An improper flat prior (the posterior mode is then the ML estimate)."""
+
+
+Prior = Normal | StudentT | Flat
+
+
+@dataclass(frozen=True)
+class PriorTable:
+    """One prior per position of ``theta``, with where each came from."""
+
+    priors: tuple[Prior, ...]
+    sources: tuple[str, ...]
+    index: pd.MultiIndex = field(repr=False)
+    param_classes: tuple[str, ...] = field(repr=False)
+
+    def frame(self) -> pd.DataFrame:
+        """The table as a DataFrame: distribution, its parameters and the source."""
+        rows = []
+        for prior, source, pclass in zip(self.priors, self.sources, self.param_classes):
+            rows.append(
+                {
+                    "param_class": pclass,
+                    "dist": type(prior).__name__,
+                    "mu": getattr(prior, "mu", np.nan),
+                    "sigma": getattr(prior, "sigma", np.nan),
+                    "nu": getattr(prior, "nu", np.nan),
+                    "source": source,
+                }
+            )
+        return pd.DataFrame(rows, index=self.index)
+
+
+def param_classes(problem: MixtureProblem) -> tuple[str, ...]:
+    """Stata's parameter class of each position of ``theta``.
+
+    ``"class"`` for the class model; a linear slot's ``Intercept`` is ``"cons"`` and its
+    other terms ``"coef"``; an auxiliary slot gives its family's class (``"errvar"``, ...).
+    """
+    out: list[str] = []
+    for block in problem.layout.blocks:
+        for term in block.terms:
+            if block.kind == "class":
+                out.append("class")
+            elif block.linear:
+                out.append("cons" if term == "Intercept" else "coef")
+            else:
+                out.append(block.param_class)
+    return tuple(out)
+
+
+def _working_response_sd(problem: MixtureProblem, pooled: np.ndarray, j: int, c: int, s: int) -> float:
+    """sd of the working response ``eta + d / (-h)`` of slot ``s`` at the pooled fit."""
+    comp = problem.design.classes[j][c]
+    etas = component_etas(problem, pooled)[j][c]
+    n = problem.n
+    full = [np.asarray(e, dtype=float) * np.ones(n) for e in etas]
+    with np.errstate(all="ignore"):
+        d, h = comp.family.derivatives(comp.y, full, comp.extra)
+        curvature = -np.asarray(h[s, s], dtype=float)
+        keep = np.isfinite(curvature) & (curvature > 0) & np.isfinite(d[s])
+        if keep.sum() < 2:
+            return 1.0
+        working = full[s][keep] + d[s][keep] / curvature[keep]
+        spread = float(np.std(working))
+    return spread if np.isfinite(spread) and spread > 0 else 1.0
+
+
+def _column_sd(X: np.ndarray, col: int) -> float:
+    sd = float(np.std(X[:, col]))
+    return sd if sd > 0 else 1.0
+
+
+def default_priors(problem: MixtureProblem, pooled: np.ndarray) -> list[Prior]:
+    """The default prior of every position of ``theta`` (see the module docstring)."""
+    layout = problem.layout
+    design = problem.design
+    priors: list[Prior] = [Normal()] * layout.size
+    spreads: dict[tuple[int, int, int], float] = {}
+    for block in layout.blocks:
+        if block.kind == "class":
+            Z = design.class_designs[block.class_ - 1].Z
+            for i, _term in enumerate(block.terms):
+                constant = np.ptp(Z[:, i]) == 0
+                sd = CLASS_INTERCEPT_SD if constant else CLASS_COEF_SCALE / _column_sd(Z, i)
+                priors[block.start + i] = Normal(0.0, sd)
+            continue
+        j = block.class_ - 1
+        comp = design.classes[j][block.component]
+        if not block.linear:
+            for i in range(block.size):
+                priors[block.start + i] = Normal(float(pooled[block.start + i]), AUX_SD)
+            continue
+        key = (id(comp), block.component, block.slot)
+        if key not in spreads:
+            spreads[key] = _working_response_sd(problem, pooled, j, block.component, block.slot)
+        spread = spreads[key]
+        X = comp.slot_designs[block.slot]
+        for i in range(block.size):
+            if np.ptp(X[:, i]) == 0:  # intercept (or a constant column): centred on the pooled fit
+                value = float(X[0, i])
+                centre = float(pooled[block.start + i])
+                priors[block.start + i] = Normal(centre, COEF_SCALE * spread / max(abs(value), 1e-12))
+            else:
+                priors[block.start + i] = Normal(0.0, COEF_SCALE * spread / _column_sd(X, i))
+    return priors
+
+
+def _as_prior(value: Any, default: Prior, key: Any) -> Prior:
+    """Turn a user's prior value into a Prior; dict fields left out keep the default's."""
+    if isinstance(value, (Normal, StudentT, Flat)):
+        return value
+    if isinstance(value, str) and value.lower() == "flat":
+        return Flat()
+    if isinstance(value, Mapping):
+        unknown = set(value) - {"mu", "sigma", "nu"}
+        if unknown:
+            raise SpecificationError(f"prior for {key!r}: unknown field(s) {sorted(unknown)}; use mu, sigma, nu")
+        mu = value.get("mu", getattr(default, "mu", 0.0))
+        sigma = value.get("sigma", getattr(default, "sigma", 1.0))
+        if "nu" in value:
+            return StudentT(float(value["nu"]), float(mu), float(sigma))
+        return Normal(float(mu), float(sigma))
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
+        return Normal(float(value[0]), float(value[1]))
+    raise SpecificationError(
+        f"prior for {key!r} must be bayesfmm.bayes.Normal(mu, sigma), StudentT(nu, mu, sigma), "
+        f"Flat(), 'flat', a dict such as {{'mu': 0, 'sigma': 2}} or a (mu, sigma) pair; got {value!r}"
+    )
+
+
+def _key_positions(problem: MixtureProblem, key: Any, pclasses: tuple[str, ...]) -> tuple[int, list[int]]:
+    """Specificity rank and theta positions a priors key refers to."""
+    index = problem.layout.index
+    classes = index.get_level_values("class")
+    equations = index.get_level_values("equation")
+    terms = index.get_level_values("term")
+    if isinstance(key, str):
+        if key in PARAM_CLASSES or key in pclasses:
+            return 1, [i for i, pc in enumerate(pclasses) if pc == key]
+        raise SpecificationError(
+            f"priors key {key!r} is not a parameter class; use one of {sorted(set(pclasses))}, "
+            "a class number, (equation, term) or (class, equation, term)"
+        )
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        hits = [i for i in range(len(index)) if classes[i] == key and pclasses[i] != "class"]
+        if not hits:
+            raise SpecificationError(f"priors key {key!r}: the model has classes 1 to {problem.k}")
+        return 2, hits
+    if isinstance(key, tuple) and len(key) == 2:
+        hits = [i for i in range(len(index)) if (equations[i], terms[i]) == key]
+        rank = 3
+    elif isinstance(key, tuple) and len(key) == 3:
+        hits = [i for i in range(len(index)) if (classes[i], equations[i], terms[i]) == key]
+        rank = 4
+    else:
+        raise SpecificationError(
+            f"priors key {key!r} not understood: use a parameter class ('coef', 'cons', 'errvar', "
+            "'class', ...), a class number, (equation, term) or (class, equation, term)"
+        )
+    if not hits:
+        known = ", ".join(sorted({f"({e!r}, {t!r})" for e, t in zip(equations, terms)}))
+        raise SpecificationError(f"priors key {key!r} names no parameter of the model; parameters: {known}")
+    return rank, hits
+
+
+def resolve_priors(problem: MixtureProblem, priors: Any, pooled: np.ndarray) -> PriorTable:
+    """One prior per position of ``theta``: defaults, then the user's overrides by specificity.
+
+    ``priors`` is None (defaults), ``"flat"`` (every prior flat), or a dict whose keys are a
+    parameter class (``"coef"``, ``"cons"``, ``"errvar"``, ``"class"``), a latent class
+    number (every component parameter of that class), ``(equation, term)`` (that parameter
+    in every class) or ``(class, equation, term)``; a more specific key wins.
+
+    Examples
+    --------
+    >>> import bayesfmm as bf
+    >>> from bayesfmm.bayes.builder import problem_for
+    >>> from bayesfmm.bayes.priors import resolve_priors
+    >>> problem, pooled = problem_for(bf.FMM("thickness ~ 1", k=2), bf.datasets.load("stamp"))
+    >>> table = resolve_priors(problem, {"errvar": {"sigma": 1.0}}, pooled)
+    >>> table.frame()["sigma"].tolist()[-1]
+    1.0
+    """
+    defaults = default_priors(problem, pooled)
+    pclasses = param_classes(problem)
+    sources = ["default"] * len(defaults)
+    resolved = list(defaults)
+    if priors is None:
+        pass
+    elif isinstance(priors, str):
+        if priors.lower() != "flat":
+            raise SpecificationError(f"priors={priors!r}: use None (defaults), 'flat' or a dict of overrides")
+        resolved = [Flat()] * len(defaults)
+        sources = ["flat"] * len(defaults)
+    elif isinstance(priors, Mapping):
+        ranked = sorted(((*_key_positions(problem, key, pclasses), key) for key in priors), key=lambda t: t[0])
+        for _rank, positions, key in ranked:
+            for pos in positions:
+                resolved[pos] = _as_prior(priors[key], defaults[pos], key)
+                sources[pos] = f"priors[{key!r}]"
+    else:
+        raise SpecificationError(f"priors must be None, 'flat' or a dict, got {type(priors).__name__}")
+    return PriorTable(tuple(resolved), tuple(sources), problem.layout.index, pclasses)

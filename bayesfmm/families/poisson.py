@@ -1,0 +1,79 @@
+"""Poisson (Stata ``poisson``; flexmix ``FLXMRglm(family = "poisson")``): log link.
+
+``log f(y) = y eta - exp(eta) - log y!`` with ``eta = X b + offset`` (``exposure=`` adds
+the log of its column to the offset). There is no auxiliary parameter.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from bayesfmm.families.base import Family, Slot
+from bayesfmm.families.registry import register_family
+from bayesfmm.ops import Ops
+
+__all__ = ["poisson", "poisson_logpdf", "poisson_derivatives", "is_count", "COUNT_SUPPORT"]
+
+SLOTS = (Slot("mu"),)
+COUNT_SUPPORT = "a non-negative integer count (0, 1, 2, ...)"
+
+
+def is_count(y: np.ndarray) -> np.ndarray:
+    """Mask of finite, non-negative, integer-valued responses."""
+    y = np.asarray(y, dtype=float)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(y) & (y >= 0) & (y == np.floor(y))
+
+
+def poisson_logpdf(y: Any, etas: Sequence[Any], ops: Ops, extra: Any = None) -> Any:
+    """log Poisson(y | exp(eta)), written once for numpy and pytensor."""
+    (eta,) = etas
+    return y * eta - ops.exp(eta) - ops.gammaln(y + 1.0)
+
+
+def poisson_derivatives(y: np.ndarray, etas: Sequence[np.ndarray], extra: Any = None):
+    """``d = y - mu`` and ``h = -mu`` in ``eta`` (``mu = exp(eta)``)."""
+    (eta,) = etas
+    y = np.asarray(y, dtype=float)
+    mu = np.exp(eta) * np.ones_like(y)
+    return (y - mu)[None, :], (-mu)[None, None, :]
+
+
+def poisson_sample(etas: Sequence[np.ndarray], rng: np.random.Generator, extra: Any = None) -> np.ndarray:
+    """One Poisson draw per row."""
+    return rng.poisson(np.exp(np.asarray(etas[0], dtype=float))).astype(float)
+
+
+def _cdf(y: Any, etas: Sequence[Any], ops: Ops, extra: Any = None) -> Any:
+    # P(Y <= y) = Q(y + 1, mu), the regularised upper incomplete gamma function
+    return ops.gammaincc(y + 1.0, ops.exp(etas[0]))
+
+
+def poisson() -> Family:
+    """The Poisson family with log link; ``offset=``/``exposure=`` enter ``eta``.
+
+    Examples
+    --------
+    >>> import bayesfmm as bf
+    >>> fam = bf.get_family("poisson")
+    >>> [s.name for s in fam.slots]
+    ['mu']
+    """
+    return Family(
+        name="poisson",
+        stata_name="poisson",
+        slots=SLOTS,
+        logpdf=poisson_logpdf,
+        eta_derivatives=poisson_derivatives,
+        mean=lambda etas, ops, extra: ops.exp(etas[0]),
+        cdf=_cdf,
+        in_support=lambda y, extra: is_count(y),
+        support=COUNT_SUPPORT,
+        start_aux=lambda y, w: [],
+        sample=poisson_sample,
+    )
+
+
+register_family("poisson", poisson)
