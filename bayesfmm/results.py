@@ -19,11 +19,40 @@ from scipy.special import ndtr, ndtri
 from bayesfmm.likelihood import MixtureProblem
 from bayesfmm.ml.iterlog import IterationLog
 
-__all__ = ["MLResults"]
+__all__ = ["MLResults", "ProblemView"]
+
+
+class ProblemView:
+    """The names a fitted object derives from its ``problem`` (a MixtureProblem):
+    shared by MLResults, BayesResults and the postestimation helpers."""
+
+    @property
+    def spec(self):
+        return self.problem.design.spec
+
+    @property
+    def design(self):
+        return self.problem.design
+
+    @property
+    def layout(self):
+        return self.problem.layout
+
+    @property
+    def nobs(self) -> int:
+        return self.design.n
+
+    @property
+    def k(self) -> int:
+        return self.design.k
+
+    @property
+    def df_model(self) -> int:
+        return self.layout.size
 
 
 @dataclass(frozen=True, eq=False)
-class MLResults:
+class MLResults(ProblemView):
     """Results of :meth:`bayesfmm.FMM.fit`.
 
     Attributes
@@ -56,31 +85,6 @@ class MLResults:
     hessian: np.ndarray
     n_clusters: int | None = None  # vce="cluster": number of clusters
     cluster: str | None = None  # vce="cluster": the cluster column
-
-    # -- sizes ---------------------------------------------------------------
-    @property
-    def spec(self):
-        return self.problem.design.spec
-
-    @property
-    def design(self):
-        return self.problem.design
-
-    @property
-    def layout(self):
-        return self.problem.layout
-
-    @property
-    def nobs(self) -> int:
-        return self.design.n
-
-    @property
-    def k(self) -> int:
-        return self.design.k
-
-    @property
-    def df_model(self) -> int:
-        return self.layout.size
 
     # -- estimates -----------------------------------------------------------
     @cached_property

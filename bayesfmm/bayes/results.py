@@ -19,7 +19,7 @@ import pandas as pd
 
 from bayesfmm.bayes.builder import BuiltModel
 from bayesfmm.likelihood import MixtureProblem, class_log_probs, evaluate
-from bayesfmm.results import MLResults
+from bayesfmm.results import MLResults, ProblemView
 from bayesfmm.summary import WIDTH_LABEL, Summary, format_number
 
 __all__ = ["BayesResults", "MAPResults", "BayesSummary", "compare"]
@@ -41,27 +41,11 @@ class MAPResults(MLResults):
 
 
 @dataclass(frozen=True, eq=False)
-class _AtTheta:
+class _AtTheta(ProblemView):
     """The attributes the ML postestimation functions read, at one parameter vector."""
 
     problem: MixtureProblem
     theta: np.ndarray
-
-    @property
-    def spec(self):
-        return self.problem.design.spec
-
-    @property
-    def design(self):
-        return self.problem.design
-
-    @property
-    def layout(self):
-        return self.problem.layout
-
-    @property
-    def k(self) -> int:
-        return self.problem.k
 
 
 def _report_draws(layout, theta: np.ndarray) -> np.ndarray:
@@ -84,7 +68,7 @@ def _summarise(values: np.ndarray, alpha: float) -> dict[str, np.ndarray]:
 
 
 @dataclass(frozen=True, eq=False)
-class BayesResults:
+class BayesResults(ProblemView):
     """Results of :meth:`bayesfmm.FMM.sample`.
 
     Attributes
@@ -119,30 +103,6 @@ class BayesResults:
     def model(self):
         """The ``pm.Model``."""
         return self.built.model
-
-    @property
-    def spec(self):
-        return self.problem.design.spec
-
-    @property
-    def design(self):
-        return self.problem.design
-
-    @property
-    def layout(self):
-        return self.problem.layout
-
-    @property
-    def nobs(self) -> int:
-        return self.design.n
-
-    @property
-    def k(self) -> int:
-        return self.design.k
-
-    @property
-    def df_model(self) -> int:
-        return self.layout.size
 
     @property
     def chains(self) -> int:
