@@ -81,6 +81,24 @@ class Summary:
     cluster_note: str = ""
     aux_terms: frozenset = frozenset()  # (class, equation, term) of auxiliary parameters
 
+    @staticmethod
+    def model_fields(res, alpha: float) -> dict:
+        """The fields every summary takes from a fit's model: sizes, class and response
+        layout, and which rows are auxiliary parameters (printed below a rule)."""
+        models = {}
+        for j, comps in enumerate(res.design.classes):
+            for comp in comps:
+                models[(j + 1, comp.response)] = comp.family.stata_name or comp.family.name
+        return {
+            "nobs": res.nobs,
+            "llf": res.llf,
+            "k": res.k,
+            "base": res.design.base + 1,
+            "alpha": alpha,
+            "models": models,
+            "aux_terms": frozenset(t for t, aux in zip(res.layout.index, res.layout.is_aux()) if aux),
+        }
+
     @classmethod
     def from_results(cls, res, alpha: float = 0.05) -> "Summary":
         ci = res.conf_int(alpha)
@@ -94,22 +112,12 @@ class Summary:
                 "upper": ci["upper"],
             }
         )
-        models = {}
-        for j, comps in enumerate(res.design.classes):
-            for comp in comps:
-                models[(j + 1, comp.response)] = comp.family.stata_name or comp.family.name
         return cls(
             frame=frame,
             title="Finite mixture model",
-            nobs=res.nobs,
-            llf=res.llf,
-            k=res.k,
-            base=res.design.base + 1,
-            alpha=alpha,
-            models=models,
+            **cls.model_fields(res, alpha),
             converged=res.converged,
             vce=res.vce,
-            aux_terms=frozenset(t for t, aux in zip(res.layout.index, res.layout.is_aux()) if aux),
             cluster_note=(
                 f"(Std. err. adjusted for {res.n_clusters:,} clusters in {res.cluster})"
                 if res.vce == "cluster" and getattr(res, "n_clusters", None)

@@ -115,6 +115,13 @@ def test_diagnostics_and_summary(quick):
     text = str(quick.summary())
     assert "Bayesian finite mixture model" in text and "R-hat" in text and "(base outcome)" in text
     assert "thickness_Intercept increasing" in text
+    # auxiliary parameters sit below the rule, as in the ML table: "var(e.thic~)" follows a separator
+    lines = text.splitlines()
+    aux = [i for i, line in enumerate(lines) if line.startswith("var(e.")]
+    assert len(aux) == 3 and all(lines[i - 1].startswith("-------------+") for i in aux)
+    assert quick.summary().aux_terms == frozenset(
+        t for t, a in zip(quick.layout.index, quick.layout.is_aux()) if a
+    )
 
 
 def test_loo_compare_and_posterior_predictive(quick, stamp):

@@ -351,20 +351,11 @@ class BayesSummary(Summary):
                 "upper": ci["upper"],
             }
         )
-        models = {}
-        for j, comps in enumerate(res.design.classes):
-            for comp in comps:
-                models[(j + 1, comp.response)] = comp.family.stata_name or comp.family.name
         order = res.built.order.description if res.built.order is not None else "none"
         return cls(
             frame=frame,
             title="Bayesian finite mixture model",
-            nobs=res.nobs,
-            llf=res.llf,
-            k=res.k,
-            base=res.design.base + 1,
-            alpha=alpha,
-            models=models,
+            **cls.model_fields(res, alpha),
             converged=True,
             vce="posterior",
             verdict=diag.verdict,
