@@ -488,11 +488,20 @@ def _permutation(res, by, descending: bool) -> list[int]:
 
 
 def _relabelled_spec(spec, perm: list[int], formula: str | None):
-    """The hybrid spec with its components permuted; when the base class changes, every
-    non-base component takes the (shared) class-model formula."""
-    if not spec.hybrid:
-        return spec
+    """The spec with its classes permuted: hybrid components reordered (when the base class
+    changes, every non-base component takes the (shared) class-model formula), and
+    class-specific constraints (``constraints=``, ``nested=``) renumbered."""
+    from bayesfmm.constraints import remap_classes
     from bayesfmm.spec import FMM, Component
+
+    options = spec.structure_options()
+    if spec.constraints or spec.nested:
+        constraints, nested = remap_classes(spec, perm)
+        options.update(constraints=list(constraints) or None, nested=nested or None)
+    if not spec.hybrid:
+        if not (spec.constraints or spec.nested):
+            return spec
+        return FMM(list(spec.components), k=spec.k, **options)
 
     base = spec.lcbase - 1
     comps = []
@@ -505,7 +514,7 @@ def _relabelled_spec(spec, perm: list[int], formula: str | None):
         else:
             lcprob = None if j == base else formula
         comps.append(Component(c.formula, c.family_name, lcprob=lcprob, offset=c.offset, exposure=c.exposure, **c.options))
-    return FMM(comps, lcprob=spec.lcprob, lcbase=spec.lcbase)
+    return FMM(comps, **options)
 
 
 def relabel(res, by, descending: bool = False):

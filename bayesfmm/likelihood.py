@@ -28,7 +28,16 @@ from scipy.special import log_softmax
 from bayesfmm.design import Design
 from bayesfmm.params import ParamLayout
 
-__all__ = ["Eta", "MixtureProblem", "Evaluation", "evaluate", "score_hessian", "row_scores"]
+__all__ = [
+    "Eta",
+    "MixtureProblem",
+    "Evaluation",
+    "evaluate",
+    "score_hessian",
+    "row_scores",
+    "unit_scores",
+    "complete_data_score_hessian",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,6 +85,25 @@ class MixtureProblem:
     def k(self) -> int:
         return self.design.k
 
+    @property
+    def grouped(self) -> bool:
+        return self.design.groups is not None
+
+    @property
+    def row_weights(self) -> np.ndarray | None:
+        """Per-row weights of the log likelihood (None: every row counts once)."""
+        return self.design.weights
+
+    def class_row_factor(self) -> np.ndarray | None:
+        """Per-row factor of the class-model terms: the weight, divided by the group size
+        with ``group=`` so that summing over a group's rows counts its class term once."""
+        groups = self.design.groups
+        w = self.design.weights
+        if groups is None:
+            return w
+        factor = 1.0 / groups.sizes[groups.codes]
+        return factor if w is None else factor * w
+
 
 def _is_ones(X: np.ndarray) -> bool:
     return X.shape[1] == 1 and bool(np.all(X[:, 0] == 1.0))
@@ -121,7 +149,12 @@ def component_etas(problem: MixtureProblem, theta: np.ndarray) -> list[list[list
 
 @dataclass(frozen=True, eq=False)
 class Evaluation:
-    """The mixture at one parameter vector."""
+    """The mixture at one parameter vector.
+
+    ``ll_rows`` holds the unweighted log likelihood of each unit (a row, or a group with
+    ``group=``); ``llf`` is its weighted sum. ``resp`` holds the posterior class
+    probabilities per row (a group's, broadcast to its rows).
+    """
 
     llf: float
     ll_rows: np.ndarray
@@ -129,6 +162,7 @@ class Evaluation:
     log_density: np.ndarray  # n x k, summed over a class's components
     resp: np.ndarray  # posterior class probabilities
     etas: list
+    resp_units: np.ndarray | None = None  # per group with group=
 
 
 def component_log_density(problem: MixtureProblem, etas: list) -> np.ndarray:
@@ -172,12 +206,34 @@ def evaluate(problem: MixtureProblem, theta: np.ndarray) -> Evaluation:
         etas = component_etas(problem, theta)
         log_pi = class_log_probs(problem, theta)
         logf = component_log_density(problem, etas)
-        joint = np.asfortranarray(logf + log_pi)
-        ll_rows, resp = _logsumexp_columns(joint)
-    llf = float(ll_rows.sum())
+        groups = problem.design.groups
+        if groups is None:
+            joint = np.asfortranarray(logf + log_pi)
+            ll_rows, resp = _logsumexp_columns(joint)
+            resp_units = None
+        else:
+            joint = np.asfortranarray(groups.sum_rows(logf) + log_pi[groups.first])
+            ll_rows, resp_units = _logsumexp_columns(joint)
+            resp = np.asfortranarray(resp_units[groups.codes])
+        w = problem.design.unit_weights
+        llf = float(ll_rows.sum() if w is None else w @ ll_rows)
     if not np.isfinite(llf):
         llf = -np.inf
-    return Evaluation(llf, ll_rows, log_pi, logf, resp, etas)
+    return Evaluation(llf, ll_rows, log_pi, logf, resp, etas, resp_units)
+
+
+def pointwise_loglike(problem: MixtureProblem, ev: Evaluation) -> np.ndarray:
+    """The log likelihood per row as the PyMC model records it: weighted by ``weights=``;
+    with ``group=`` a group's value on its first row and 0 on its other rows. Sums to
+    ``ev.llf``."""
+    groups = problem.design.groups
+    w = problem.design.unit_weights
+    units = ev.ll_rows if w is None else ev.ll_rows * w
+    if groups is None:
+        return units
+    out = np.zeros(problem.n)
+    out[groups.first] = units
+    return out
 
 
 def loglike(problem: MixtureProblem, theta: np.ndarray) -> float:
@@ -224,6 +280,14 @@ def _cross(a: "Eta", b: "Eta", w: np.ndarray) -> np.ndarray:
     if b.intercept_only:
         return (a.X.T @ w)[:, None]
     return a.X.T @ (w[:, None] * b.X)
+
+
+def _add_block(H: np.ndarray, ea: "Eta", eb: "Eta", w: np.ndarray) -> None:
+    """Add ``X_a' diag(w) X_b`` to the Hessian block (a, b) and its mirror (b, a)."""
+    block = _cross(ea, eb, w)
+    H[ea.cols, eb.cols] += block
+    if ea is not eb:
+        H[eb.cols, ea.cols] += block.T
 
 
 def _complete_data_weight(problem, ev, pi, derivs, grads, a: int, b: int) -> np.ndarray | None:
@@ -278,28 +342,162 @@ def score_hessian(problem: MixtureProblem, theta: np.ndarray):
     -------
     (Evaluation, gradient, hessian)
     """
+    if problem.grouped:
+        return _grouped_score_hessian(problem, theta)
     ev = evaluate(problem, theta)
     derivs = _eta_derivatives(problem, ev)
     grads = _eta_gradient(problem, ev, derivs)
+    weights = problem.row_weights
     p = problem.layout.size
     g = np.zeros(p)
     H = np.zeros((p, p))
     for start in range(0, problem.n, ROW_CHUNK):
-        S = _score_matrix(problem, grads, slice(start, start + ROW_CHUNK))
-        g += S.sum(axis=0)
-        H -= S.T @ S
+        rows = slice(start, start + ROW_CHUNK)
+        S = _score_matrix(problem, grads, rows)
+        if weights is None:
+            g += S.sum(axis=0)
+            H -= S.T @ S
+        else:
+            w = weights[rows]
+            g += w @ S
+            H -= S.T @ (w[:, None] * S)
     pi = _class_probs(ev)
     for a, ea in enumerate(problem.etas):
         for b in range(a + 1):
             w = _complete_data_weight(problem, ev, pi, derivs, grads, a, b)
             if w is None:
                 continue
+            if weights is not None:
+                w = w * weights
             eb = problem.etas[b]
-            block = _cross(ea, eb, w)
-            H[ea.cols, eb.cols] += block
-            if a != b:
-                H[eb.cols, ea.cols] += block.T
+            _add_block(H, ea, eb, w)
     return ev, g, H
+
+
+def _class_scores_of(problem: MixtureProblem, pi: np.ndarray, j: int, factor: np.ndarray | None) -> list:
+    """Per-row derivative of ``log pi_j`` in each class eta, times the class-row factor."""
+    out = []
+    for e in problem.etas:
+        if e.kind != "class":
+            out.append(None)
+            continue
+        w = (1.0 if e.class_ == j else 0.0) - pi[:, e.class_]
+        out.append(w if factor is None else w * factor)
+    return out
+
+
+def _grouped_score_hessian(problem: MixtureProblem, theta: np.ndarray):
+    """Score and Hessian when whole groups share a class (``group=``).
+
+    For group ``g`` with ``a_gj = log pi_gj + sum_{i in g} log f_ij`` the log likelihood is
+    ``logsumexp_j a_gj``; its Hessian is ``sum_j r_gj (d2 a_gj + d a_gj d a_gj') - s_g s_g'``.
+    ``d a_gj`` sums row terms over the group, so the outer products are taken on group sums
+    ``U_j`` (G x p per class) rather than per row; the second derivatives stay per row.
+    This dense path costs ``k`` matrices of ``n x p``; grouped data are small.
+    """
+    ev = evaluate(problem, theta)
+    derivs = _eta_derivatives(problem, ev)
+    groups = problem.design.groups
+    unit_w = problem.design.unit_weights
+    row_w = problem.row_weights
+    factor = problem.class_row_factor()  # 1 / group size (times the weight)
+    count_once = 1.0 / groups.sizes[groups.codes]
+    pi = _class_probs(ev)
+    r_units = ev.resp_units
+    n, p, k = problem.n, problem.layout.size, problem.k
+    wu = np.ones(groups.n_groups) if unit_w is None else unit_w
+    H = np.zeros((p, p))
+    S_units = np.zeros((groups.n_groups, p))
+    for j in range(k):
+        C = np.zeros((n, p))
+        class_terms = _class_scores_of(problem, pi, j, count_once)
+        for a, e in enumerate(problem.etas):
+            if e.kind == "class":
+                w = class_terms[a]
+            elif e.class_ == j:
+                w = derivs[(j, e.component)][0][e.slot] * np.ones(n)
+            else:
+                continue
+            C[:, e.cols] = w[:, None] * e.X if not e.intercept_only else w[:, None]
+        U = groups.sum_rows(C)
+        rj = r_units[:, j]
+        H += U.T @ ((wu * rj)[:, None] * U)
+        S_units += rj[:, None] * U
+    H -= S_units.T @ (wu[:, None] * S_units)
+    g = wu @ S_units
+    # second derivatives: class-model curvature once per group, component curvature per row
+    r = ev.resp
+    for a, ea in enumerate(problem.etas):
+        for b in range(a + 1):
+            eb = problem.etas[b]
+            if ea.kind == "class" and eb.kind == "class":
+                l, m = ea.class_, eb.class_
+                w = pi[:, l] * pi[:, m] - (pi[:, l] if l == m else 0.0)
+                w = w * factor
+            elif ea.kind == "slot" and eb.kind == "slot" and ea.class_ == eb.class_ and ea.component == eb.component:
+                w = r[:, ea.class_] * derivs[(ea.class_, ea.component)][1][ea.slot, eb.slot]
+                if row_w is not None:
+                    w = w * row_w
+            else:
+                continue
+            _add_block(H, ea, eb, w * np.ones(n))
+    return ev, g, H
+
+
+def unit_scores(problem: MixtureProblem, theta: np.ndarray) -> np.ndarray:
+    """Unweighted scores of each likelihood unit (rows, or groups with ``group=``):
+    ``units x p``; the gradient is their weighted sum."""
+    if not problem.grouped:
+        return row_scores(problem, theta)
+    ev = evaluate(problem, theta)
+    derivs = _eta_derivatives(problem, ev)
+    groups = problem.design.groups
+    count_once = 1.0 / groups.sizes[groups.codes]
+    pi = _class_probs(ev)
+    r = ev.resp
+    grads = []
+    for e in problem.etas:
+        if e.kind == "class":
+            grads.append((r[:, e.class_] - pi[:, e.class_]) * count_once)
+        else:
+            grads.append(r[:, e.class_] * derivs[(e.class_, e.component)][0][e.slot])
+    return groups.sum_rows(_score_matrix(problem, grads, slice(0, problem.n)))
+
+
+def complete_data_score_hessian(problem: MixtureProblem, theta: np.ndarray, resp: np.ndarray):
+    """Gradient and Hessian of EM's ``Q(theta) = sum_i w_i sum_j r_ij (log pi_ij + log f_ij)``
+    with the responsibilities ``resp`` (per row) held fixed; the class-model term counts
+    once per group with ``group=``. Returns ``(Q, gradient, hessian)``."""
+    ev = evaluate(problem, theta)
+    derivs = _eta_derivatives(problem, ev)
+    pi = _class_probs(ev)
+    n, p = problem.n, problem.layout.size
+    row_w = problem.row_weights
+    factor = problem.class_row_factor()
+    comp_w = np.ones(n) if row_w is None else row_w
+    class_w = np.ones(n) if factor is None else factor
+    total = resp.sum(axis=1)
+    q_rows = (resp * ev.log_density).sum(axis=1) * comp_w + (resp * ev.log_classprob).sum(axis=1) * class_w
+    g = np.zeros(p)
+    H = np.zeros((p, p))
+    for a, ea in enumerate(problem.etas):
+        if ea.kind == "class":
+            wa = (resp[:, ea.class_] - pi[:, ea.class_] * total) * class_w
+        else:
+            wa = resp[:, ea.class_] * derivs[(ea.class_, ea.component)][0][ea.slot] * comp_w
+        g[ea.cols] += (wa @ ea.X) if not ea.intercept_only else wa.sum()
+        for b in range(a + 1):
+            eb = problem.etas[b]
+            if ea.kind == "class" and eb.kind == "class":
+                l, m = ea.class_, eb.class_
+                w = (pi[:, l] * pi[:, m] - (pi[:, l] if l == m else 0.0)) * total * class_w
+            elif ea.kind == "slot" and eb.kind == "slot" and ea.class_ == eb.class_ and ea.component == eb.component:
+                w = resp[:, ea.class_] * derivs[(ea.class_, ea.component)][1][ea.slot, eb.slot] * comp_w
+            else:
+                continue
+            _add_block(H, ea, eb, w * np.ones(n))
+    value = float(q_rows.sum())
+    return (value if np.isfinite(value) else -np.inf), g, H
 
 
 def row_scores(problem: MixtureProblem, theta: np.ndarray) -> np.ndarray:

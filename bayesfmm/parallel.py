@@ -91,13 +91,7 @@ def spec_state(spec: FMM) -> Any:
         "FMM",
         tuple(_component_state(c) for c in spec.components),
         None if spec.hybrid else spec.k,
-        {
-            "lcprob": spec.lcprob,
-            "lcinvariant": spec.lcinvariant,
-            "lcbase": spec.lcbase,
-            "constraints": spec.constraints,
-            "group": spec.group,
-        },
+        spec.structure_options(),
     )
     try:
         rebuilt = spec_from_state(state)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from bayesfmm.constraints import LinearConstraints, build_constraints
 from bayesfmm.design import Design
 from bayesfmm.families.base import IDENTITY_SCALE, AuxScale
 
@@ -62,10 +63,32 @@ class ParamLayout:
     blocks: tuple[Block, ...]
     k: int
     base: int
+    constraints: LinearConstraints | None = None
 
     @property
     def size(self) -> int:
         return self.blocks[-1].stop if self.blocks else 0
+
+    @property
+    def n_free(self) -> int:
+        """Free parameters: ``size`` less those tied or fixed by constraints."""
+        return self.size if self.constraints is None else self.constraints.n_free
+
+    @property
+    def transform(self) -> np.ndarray | None:
+        """``T`` of ``theta = T phi + c``, or None when every parameter is free."""
+        return None if self.constraints is None else self.constraints.T
+
+    def project(self, theta: np.ndarray) -> np.ndarray:
+        """``theta`` moved onto the constraints (itself when there are none)."""
+        theta = np.asarray(theta, dtype=float)
+        return theta if self.constraints is None else self.constraints.project(theta)
+
+    def fixed_mask(self) -> np.ndarray:
+        """Parameters fixed at a value by constraints (standard error 0)."""
+        if self.constraints is None:
+            return np.zeros(self.size, dtype=bool)
+        return self.constraints.fixed
 
     @property
     def class_blocks(self) -> tuple[Block, ...]:
@@ -142,7 +165,7 @@ def build_layout(design: Design) -> ParamLayout:
                     Block(
                         "slot",
                         j + 1,
-                        comp.response,
+                        slot.equation.format(response=comp.response) if slot.equation else comp.response,
                         terms,
                         pos,
                         pos + size,
@@ -155,4 +178,8 @@ def build_layout(design: Design) -> ParamLayout:
                     )
                 )
                 pos += size
-    return ParamLayout(blocks=tuple(blocks), k=design.k, base=design.base)
+    free = ParamLayout(blocks=tuple(blocks), k=design.k, base=design.base)
+    constraints = build_constraints(design, free)
+    if constraints is None:
+        return free
+    return ParamLayout(blocks=free.blocks, k=free.k, base=free.base, constraints=constraints)

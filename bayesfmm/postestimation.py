@@ -21,8 +21,8 @@ from bayesfmm.ops import NUMPY_OPS
 
 __all__ = ["PREDICT_KINDS", "predict", "lcprob", "lcmean", "delta_method"]
 
-PREDICT_KINDS = ("mu", "eta", "density", "distribution", "classpr", "classposteriorpr")
-_MARGINAL_KINDS = ("mu", "density", "distribution")
+PREDICT_KINDS = ("mu", "eta", "density", "distribution", "survival", "classpr", "classposteriorpr")
+_MARGINAL_KINDS = ("mu", "density", "distribution", "survival")
 
 
 def numerical_jacobian(func: Callable[[np.ndarray], np.ndarray], theta: np.ndarray) -> np.ndarray:
@@ -125,12 +125,18 @@ def predict(
     ----------
     kind
         ``"mu"`` (class-wise mean of the response), ``"eta"`` (linear predictor),
-        ``"density"``, ``"distribution"`` (CDF), ``"classpr"`` (prior class
-        probabilities), ``"classposteriorpr"`` (posterior class probabilities).
+        ``"density"``, ``"distribution"`` (CDF), ``"survival"`` (``P(Y > y)``, the
+        family's log survivor function where it has one, else ``1 - cdf``),
+        ``"classpr"`` (prior class probabilities), ``"classposteriorpr"`` (posterior class
+        probabilities).
     marginal
-        For ``mu``, ``density`` and ``distribution``: the mixture over classes, one Series.
+        For ``mu``, ``density``, ``distribution`` and ``survival``: the mixture over
+        classes, one Series.
     equation
-        Which response (default: the first).
+        Which response (default: the first; for ``"survival"`` the first survival-time
+        response). In a mixture cure model the cured class (a ``pointmass`` at 0 on the
+        failure indicator) has survival 1; new data for ``"survival"`` need no failure
+        column.
 
     Returns
     -------
@@ -149,10 +155,13 @@ def predict(
     if marginal and kind not in _MARGINAL_KINDS:
         raise SpecificationError(f"marginal=True applies to {', '.join(_MARGINAL_KINDS)}, not {kind!r}")
     responses = res.spec.responses
+    if kind == "survival":
+        equation = _survival_equation(res, equation)
+        data = _with_failure_placeholders(res, data)
     equation = responses[0] if equation is None else equation
     if equation not in responses:
         raise SpecificationError(f"equation {equation!r} is not a response of the model; responses: {responses}")
-    need_y = kind in ("density", "distribution", "classposteriorpr")
+    need_y = kind in ("density", "distribution", "survival", "classposteriorpr")
     problem = _problem_for(res, data, need_y)
     theta = res.theta
     columns = pd.Index(range(1, problem.k + 1), name="class")
@@ -173,9 +182,14 @@ def predict(
                 value = family.mean(e, NUMPY_OPS, comp.extra)
             elif kind == "density":
                 value = np.exp(family.logpdf_numpy(comp.y, e, comp.extra))
+            elif kind == "survival":
+                value = _survival(family, comp, e)
             else:
                 value = family.cdf(comp.y, e, NUMPY_OPS, comp.extra)
             out[:, j] = np.asarray(value) * np.ones(problem.n)
+    if kind == "survival":
+        for j in _cured_classes(problem, equation):
+            out[:, j] = 1.0
     if marginal:
         pi = np.exp(class_log_probs(problem, theta))
         present = ~np.isnan(out)
@@ -183,3 +197,66 @@ def predict(
         mixed = np.nansum(weights * np.nan_to_num(out), axis=1) / weights.sum(axis=1)
         return pd.Series(mixed, index=index, name=f"{kind}({equation})")
     return pd.DataFrame(out, index=index, columns=columns)
+
+
+# -- survival (predict(kind="survival")) ---------------------------------------------------
+def _survival(family, comp, etas) -> np.ndarray:
+    """``P(Y > y)``: the family's log survivor function when it has one, else ``1 - cdf``."""
+    with np.errstate(divide="ignore", over="ignore", under="ignore"):
+        if family.logsf is not None:
+            return np.exp(family.logsf(comp.y, etas, NUMPY_OPS, comp.extra))
+        return 1.0 - np.asarray(family.cdf(comp.y, etas, NUMPY_OPS, comp.extra))
+
+
+def _failure_columns(res) -> dict[str, str]:
+    """Survival-time response -> its failure indicator column, for every survival component."""
+    from bayesfmm.families.base import ExtraColumn
+
+    out = {}
+    for comp in res.spec.components:
+        source = comp.family.extra_columns.get("failure")
+        if isinstance(source, ExtraColumn) and isinstance(source.column, str):
+            out.setdefault(comp.response, source.column)
+    return out
+
+
+def _survival_equation(res, equation: str | None) -> str | None:
+    if equation is not None:
+        return equation
+    for comp in res.spec.components:
+        if comp.family.logsf is not None:
+            return comp.response
+    return None
+
+
+def _with_failure_placeholders(res, data: pd.DataFrame | None) -> pd.DataFrame | None:
+    """New data without the failure column(s): survival probabilities do not use them."""
+    if data is None:
+        return None
+    absent = [col for col in _failure_columns(res).values() if col not in data.columns]
+    return data.assign(**{col: 1.0 for col in absent}) if absent else data
+
+
+def _cured_classes(problem: MixtureProblem, equation: str) -> list[int]:
+    """Classes with no model for the time ``equation`` whose failure indicator is a point
+    mass at 0: the cured class of a mixture cure model (survival 1)."""
+    failure = None
+    for comps in problem.design.classes:
+        for comp in comps:
+            if comp.response == equation and "failure" in comp.component.family.extra_columns:
+                from bayesfmm.families.base import ExtraColumn
+
+                source = comp.component.family.extra_columns["failure"]
+                failure = source.column if isinstance(source, ExtraColumn) else None
+    if failure is None:
+        return []
+    cured = []
+    for j, comps in enumerate(problem.design.classes):
+        if any(comp.response == equation for comp in comps):
+            continue
+        if any(
+            comp.response == failure and comp.family.name == "pointmass" and comp.family.options.get("value") == 0.0
+            for comp in comps
+        ):
+            cured.append(j)
+    return cured

@@ -40,7 +40,8 @@ class ProblemView:
 
     @property
     def nobs(self) -> int:
-        return self.design.n
+        """Observations: rows used, or the sum of frequency weights (Stata's N)."""
+        return self.design.nobs
 
     @property
     def k(self) -> int:
@@ -48,7 +49,8 @@ class ProblemView:
 
     @property
     def df_model(self) -> int:
-        return self.layout.size
+        """Free parameters: those tied or fixed by constraints count once or not at all."""
+        return self.layout.n_free
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,7 +115,8 @@ class MLResults(ProblemView):
     def zvalues(self) -> pd.Series:
         """z statistics of the linear parameters (NaN for auxiliary ones, as Stata prints none)."""
         se_theta = np.sqrt(np.clip(np.diag(self.cov_theta), 0, None))
-        z = np.where(self.layout.is_aux(), np.nan, self.theta / se_theta)
+        with np.errstate(divide="ignore", invalid="ignore"):  # fixed by a constraint: se 0, no z
+            z = np.where(self.layout.is_aux() | self.layout.fixed_mask(), np.nan, self.theta / se_theta)
         return self.layout.series(z, "z")
 
     @cached_property

@@ -67,11 +67,7 @@ def with_k(model: FMM, k: int) -> FMM:
     return FMM(
         list(model.components),
         k=int(k),
-        lcprob=model.lcprob,
-        lcinvariant=model.lcinvariant,
-        lcbase=model.lcbase,
-        constraints=model.constraints,
-        group=model.group,
+        **model.structure_options(),
     )
 
 
@@ -341,7 +337,7 @@ def _row(k: int, design: "Design", outcomes: Sequence[StartOutcome], fits: dict)
     failed = [o for o in outcomes if not (o.ok and o.converged)]
     row: dict[str, Any] = {"n_starts": len(outcomes), "n_failed": len(failed)}
     if best is None:
-        df = build_layout(design).size
+        df = build_layout(design).n_free
         row.update(llf=math.nan, df=df, nobs=design.n, converged=False, n_at_best=0, min_share=math.nan)
         row.update(information_criteria(math.nan, df, design.n))
         row["note"] = f"all {len(outcomes)} starts failed; first: {failed[0].error if failed else ''}"

@@ -1,7 +1,8 @@
 """Simulate responses from a fitted mixture: the engine of the parametric bootstrap.
 
 Each row first draws its latent class from the fitted class probabilities (per row when the
-class model has covariates), then each response from its component in that class, through
+class model has covariates; per group, shared by its rows, with ``group=``), then each
+response from its component in that class, through
 the family's ``sample(etas, rng, extra)``. Covariates stay as they are: the simulation is
 conditional on the design, as in flexmix's ``rflexmix`` and Stata's parametric bootstrap.
 """
@@ -43,9 +44,6 @@ def _problem(res, data: pd.DataFrame | None) -> MixtureProblem:
 
 
 def _check_simulable(problem: MixtureProblem, data: pd.DataFrame | None) -> None:
-    spec = problem.design.spec
-    if getattr(spec, "group", None) is not None:
-        raise SpecificationError("simulate does not support grouped models (group=) yet")
     for j, comps in enumerate(problem.design.classes):
         seen: set[str] = set()
         for comp in comps:
@@ -115,7 +113,11 @@ def simulate(
     n = problem.n
     with np.errstate(under="ignore"):
         prob = np.exp(class_log_probs(problem, res.theta))
-    classes = draw_classes(prob, rng)
+    groups = problem.design.groups
+    if groups is None:
+        classes = draw_classes(prob, rng)
+    else:  # group=: one class per group, shared by its rows
+        classes = draw_classes(prob[groups.first], rng)[groups.codes]
     etas = component_etas(problem, res.theta)
     draws: dict[str, np.ndarray] = {name: np.full(n, np.nan) for name in problem.design.spec.responses}
     for j, comps in enumerate(problem.design.classes):

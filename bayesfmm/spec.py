@@ -62,6 +62,68 @@ def _check_point_masses(components: Sequence["Component"]) -> None:
         )
 
 
+WEIGHT_TYPES = ("fweight", "pweight", "iweight")
+
+
+def _check_constraints(constraints: Any) -> tuple[str, ...]:
+    if constraints is None:
+        return ()
+    if isinstance(constraints, str):
+        constraints = [constraints]
+    if not isinstance(constraints, Sequence) or not all(isinstance(c, str) and c.strip() for c in constraints):
+        raise SpecificationError(
+            "constraints must be a string or a list of strings such as ['[1]x1 = [2]x1', '[3]Intercept = 0'], "
+            f"got {constraints!r}"
+        )
+    out = []
+    for c in constraints:
+        for part in c.split(";"):  # "a = b; c = 0" is two constraints
+            if part.strip():
+                if "=" not in part:
+                    raise SpecificationError(f"constraint {part.strip()!r} needs '=': write '[1]x1 = [2]x1' or '[1]x1 = 0'")
+                out.append(part.strip())
+    return tuple(out)
+
+
+def _check_terms(terms: Any, what: str) -> tuple[str, ...]:
+    if terms is None:
+        return ()
+    if isinstance(terms, str):
+        terms = [terms]
+    if not isinstance(terms, Sequence) or not all(isinstance(t, str) and t.strip() for t in terms):
+        raise SpecificationError(f"{what} must be a term name or a list of them such as ['x2'], got {terms!r}")
+    return tuple(t.strip() for t in terms)
+
+
+def _check_nested(nested: Any, k: int) -> tuple[tuple[str, tuple[tuple[int, ...], ...]], ...]:
+    if nested is None:
+        return ()
+    if not isinstance(nested, Mapping):
+        raise SpecificationError(f"nested must be a dict such as {{'x1': [(2, 3)]}}, got {nested!r}")
+    out = []
+    for term, groups in nested.items():
+        if not isinstance(term, str) or not term:
+            raise SpecificationError(f"nested keys must be term names, got {term!r}")
+        if not isinstance(groups, Sequence) or isinstance(groups, str) or not groups:
+            raise SpecificationError(f"nested[{term!r}] must be a list of class groups such as [(2, 3)], got {groups!r}")
+        seen: set[int] = set()
+        parsed = []
+        for group in groups:
+            if not isinstance(group, Sequence) or isinstance(group, str) or len(group) < 2:
+                raise SpecificationError(
+                    f"nested[{term!r}]: each group lists two or more classes sharing the term, got {group!r}"
+                )
+            for c in group:
+                if isinstance(c, bool) or not isinstance(c, int) or not 1 <= c <= k:
+                    raise SpecificationError(f"nested[{term!r}]: class {c!r} is not a class number from 1 to k={k}")
+                if c in seen:
+                    raise SpecificationError(f"nested[{term!r}]: class {c} is in two groups")
+                seen.add(c)
+            parsed.append(tuple(int(c) for c in group))
+        out.append((term, tuple(parsed)))
+    return tuple(out)
+
+
 def _freeze(options: Mapping[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(dict(options))
 
@@ -162,11 +224,31 @@ class FMM:
     lcprob
         ``"~ z1 + z2"``: covariates of the class probabilities (multinomial logit).
     lcinvariant
-        Parameters constrained equal across classes: ``"none"`` (default).
+        Stata's ``lcinvariant()``: component parameters constrained equal across classes,
+        by parameter class: ``"none"`` (default), ``"cons"`` (intercepts, cutpoints),
+        ``"coef"`` (the other regression coefficients), ``"errvar"`` (error variances),
+        ``"scale"`` (other auxiliary parameters: ``alpha``, ``scale``), ``"all"``, or a
+        list of them.
     lcbase
         Base latent class, 1-based (its logit is fixed at 0).
-    constraints, group
-        Reserved for linear constraints and grouped data (not available yet).
+    constraints
+        Linear constraints on named parameters, a string or a list of strings in the
+        syntax of ``res.test``: ``"[1]x1 = [2]x1"``, ``"[3]Intercept = 0"``,
+        ``"[1]x1 + [2]x1 = 1"``, ``"[1]var(e) = [2]var(e)"`` (auxiliary parameters can be
+        set equal or fixed at a value). See docs/structure.md.
+    equal
+        flexmix's ``fixed`` effects: terms whose coefficient is one parameter shared by every
+        class (``["x2"]``, or ``["y:x2"]`` naming the equation).
+    nested
+        flexmix's ``nested`` effects: ``{"x1": [(2, 3)]}`` shares the coefficient of ``x1``
+        within each listed group of classes.
+    group
+        A column: all rows of a group belong to one class (flexmix ``y ~ x | g``); the
+        likelihood is a product over groups and posterior class probabilities are per group.
+    weights, weight_type
+        A weight column and its kind: ``"fweight"`` (frequency: a row counts ``w`` times),
+        ``"pweight"`` (sampling weights; implies ``vce="robust"``), ``"iweight"``
+        (importance: the log likelihood of a row is multiplied by ``w``), as in Stata.
     **options
         Family options of the standard syntax.
 
@@ -185,8 +267,12 @@ class FMM:
     lcprob: str | None
     lcinvariant: str
     lcbase: int
-    constraints: Any
+    constraints: tuple[str, ...]
     group: str | None
+    equal: tuple[str, ...] = ()
+    nested: tuple[tuple[str, tuple[tuple[int, ...], ...]], ...] = ()
+    weights: str | None = None
+    weight_type: str = "fweight"
 
     def __init__(
         self,
@@ -197,8 +283,12 @@ class FMM:
         lcprob: str | None = None,
         lcinvariant: str | Sequence[str] = "none",
         lcbase: int = 1,
-        constraints: Any = None,
+        constraints: str | Sequence[str] | None = None,
         group: str | None = None,
+        equal: str | Sequence[str] | None = None,
+        nested: Mapping[str, Sequence[Sequence[int]]] | None = None,
+        weights: str | None = None,
+        weight_type: str = "fweight",
         **options: Any,
     ) -> None:
         if isinstance(spec, str):
@@ -244,26 +334,65 @@ class FMM:
             raise SpecificationError(
                 f"lcinvariant {unknown} not recognised; choose from {', '.join(LCINVARIANT_CHOICES)}"
             )
-        if set(invariant) - {"none"}:
-            raise SpecificationError(
-                "lcinvariant other than 'none' is not available yet in this release"
-            )
+        if len(invariant) == 0:
+            raise SpecificationError("lcinvariant must name at least one parameter class (or 'none')")
+        if "none" in invariant and len(invariant) > 1:
+            raise SpecificationError(f"lcinvariant {list(invariant)}: 'none' does not combine with other choices")
+        invariant_value: str | tuple[str, ...] = invariant[0] if len(invariant) == 1 else tuple(dict.fromkeys(invariant))
         _check_point_masses(components)
-        if constraints is not None:
-            raise SpecificationError("constraints= is not available yet in this release")
-        if group is not None:
-            raise SpecificationError("group= is not available yet in this release")
+        constraints = _check_constraints(constraints)
+        equal = _check_terms(equal, "equal")
+        nested = _check_nested(nested, k)
+        for name, value in (("group", group), ("weights", weights)):
+            if value is not None and (not isinstance(value, str) or not value):
+                raise SpecificationError(f"{name} must be a column name, got {value!r}")
+        if weight_type not in WEIGHT_TYPES:
+            raise SpecificationError(
+                f"weight_type={weight_type!r} not recognised; choose from {', '.join(WEIGHT_TYPES)}"
+            )
         for name, value in (
             ("components", components),
             ("k", k),
             ("hybrid", hybrid),
             ("lcprob", lcprob),
-            ("lcinvariant", "none"),
+            ("lcinvariant", invariant_value),
             ("lcbase", lcbase),
             ("constraints", constraints),
             ("group", group),
+            ("equal", equal),
+            ("nested", nested),
+            ("weights", weights),
+            ("weight_type", weight_type),
         ):
             object.__setattr__(self, name, value)
+
+    @property
+    def invariant_classes(self) -> tuple[str, ...]:
+        """``lcinvariant`` as a tuple of parameter classes (``"all"`` expanded); empty for none."""
+        chosen = (self.lcinvariant,) if isinstance(self.lcinvariant, str) else tuple(self.lcinvariant)
+        if "all" in chosen:
+            return ("cons", "coef", "errvar", "scale")
+        return tuple(c for c in chosen if c != "none")
+
+    @property
+    def has_structure_constraints(self) -> bool:
+        """Whether any parameter is tied or fixed (lcinvariant, equal, nested, constraints)."""
+        return bool(self.invariant_classes or self.equal or self.nested or self.constraints)
+
+    def structure_options(self) -> dict[str, Any]:
+        """The class-structure arguments of the constructor (everything but the components
+        and ``k``), to rebuild the model with other components or another ``k``."""
+        return {
+            "lcprob": self.lcprob,
+            "lcinvariant": self.lcinvariant,
+            "lcbase": self.lcbase,
+            "constraints": list(self.constraints) or None,
+            "group": self.group,
+            "equal": list(self.equal) or None,
+            "nested": {term: [list(g) for g in groups] for term, groups in self.nested} or None,
+            "weights": self.weights,
+            "weight_type": self.weight_type,
+        }
 
     def class_components(self, j: int) -> tuple[Component, ...]:
         """The components of class ``j`` (0-based)."""

@@ -80,6 +80,9 @@ class Summary:
     vce: str
     cluster_note: str = ""
     aux_terms: frozenset = frozenset()  # (class, equation, term) of auxiliary parameters
+    constraints: tuple[str, ...] = ()  # the equations a constrained fit holds, as Stata lists them
+    fixed_terms: frozenset = frozenset()  # parameters fixed at a value: "(constrained)"
+    equations: tuple = ()  # ((class, response), (equation, ...)) where a component has several (mlogit)
 
     @staticmethod
     def model_fields(res, alpha: float) -> dict:
@@ -89,6 +92,11 @@ class Summary:
         for j, comps in enumerate(res.design.classes):
             for comp in comps:
                 models[(j + 1, comp.response)] = comp.family.stata_name or comp.family.name
+        equations: dict = {}
+        for b in res.layout.blocks:
+            if b.kind == "slot":
+                key = (b.class_, res.design.classes[b.class_ - 1][b.component].response)
+                equations.setdefault(key, dict.fromkeys(()))[b.equation] = None
         return {
             "nobs": res.nobs,
             "llf": res.llf,
@@ -97,6 +105,9 @@ class Summary:
             "alpha": alpha,
             "models": models,
             "aux_terms": frozenset(t for t, aux in zip(res.layout.index, res.layout.is_aux()) if aux),
+            "constraints": res.layout.constraints.descriptions if res.layout.constraints is not None else (),
+            "fixed_terms": frozenset(t for t, fixed in zip(res.layout.index, res.layout.fixed_mask()) if fixed),
+            "equations": tuple((key, tuple(eqs)) for key, eqs in equations.items()),
         }
 
     @classmethod
@@ -138,8 +149,10 @@ class Summary:
             f"     [{level}% conf. interval]"
         )
 
-    def _row(self, label: str, row: pd.Series, aux: bool = False) -> str:
+    def _row(self, label: str, row: pd.Series, aux: bool = False, fixed: bool = False) -> str:
         coef = format_number(row["coef"], 11)
+        if fixed:
+            return f"{label:>{WIDTH_LABEL - 1}} |{coef}  (constrained)"
         se = format_number(row["std_err"], 11)
         if aux:
             z = p = ""
@@ -161,6 +174,8 @@ class Summary:
             *([self.cluster_note] if self.cluster_note else []),
             "",
         ]
+        if self.constraints:
+            lines += [f" ({i:>2})  {text}" for i, text in enumerate(self.constraints, start=1)] + [""]
         sep = "-" * WIDTH_LABEL + "+" + "-" * (len(RULE) - WIDTH_LABEL - 1)
         class_rows: list[str] = []
         for j in range(1, self.k + 1):
@@ -175,7 +190,8 @@ class Summary:
             equations = f.index.get_level_values("equation")
             sub = f[(classes == j) & (equations == "Class")]
             for (_, _, term), row in sub.iterrows():
-                class_rows.append(self._row(_abbrev(_term_label(term), WIDTH_LABEL - 2), row))
+                fixed = (j, "Class", term) in self.fixed_terms
+                class_rows.append(self._row(_abbrev(_term_label(term), WIDTH_LABEL - 2), row, fixed=fixed))
         if self.k > 1:
             lines += self._table(class_rows)
         for j in range(1, self.k + 1):
@@ -183,18 +199,23 @@ class Summary:
                 if cls != j:
                     continue
                 lines += ["", f"Class          : {j}", f"Response       : {response}", f"Model          : {model}", ""]
-                present = (f.index.get_level_values("class") == j) & (f.index.get_level_values("equation") == response)
+                eqs = dict(self.equations).get((j, response), (response,))
+                present = (f.index.get_level_values("class") == j) & f.index.get_level_values("equation").isin(eqs)
                 if not present.any():  # a family without parameters (pointmass)
                     lines.append("(no parameters)")
                     continue
-                sub = f.xs((j, response), level=("class", "equation"))
-                linear_rows, aux_rows = [f"{_abbrev(response):<{WIDTH_LABEL}}|"], []
-                for term, row in sub.iterrows():
-                    if (j, response, term) in self.aux_terms:  # auxiliary: var(e), alpha, ...
-                        name = term.replace("(e)", f"(e.{response})")
-                        aux_rows.append(self._row(_abbrev(name), row, aux=True))
-                    else:
-                        linear_rows.append(self._row(_abbrev(_term_label(term), WIDTH_LABEL - 2), row))
+                linear_rows, aux_rows = [], []
+                for eq in eqs:  # one equation per non-base outcome of an mlogit
+                    if linear_rows:
+                        linear_rows.append(sep)
+                    linear_rows.append(f"{_abbrev(eq):<{WIDTH_LABEL}}|")
+                    for term, row in f.xs((j, eq), level=("class", "equation")).iterrows():
+                        fixed = (j, eq, term) in self.fixed_terms
+                        if (j, eq, term) in self.aux_terms:  # auxiliary: var(e), alpha, ...
+                            name = term.replace("(e)", f"(e.{response})")
+                            aux_rows.append(self._row(_abbrev(name), row, aux=True, fixed=fixed))
+                        else:
+                            linear_rows.append(self._row(_abbrev(_term_label(term), WIDTH_LABEL - 2), row, fixed=fixed))
                 rows = linear_rows + ([sep] + aux_rows if aux_rows else [])
                 lines += self._table(rows)
         if not self.converged:

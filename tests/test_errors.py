@@ -138,10 +138,15 @@ def test_lcbase_and_lcprob_rules():
         bf.FMM([bf.Component("y ~ 1", lcprob="~ x")], k=2)
 
 
-def test_reserved_options_say_not_available():
-    for option in ({"lcinvariant": "coef"}, {"constraints": ["[1]x = [2]x"]}, {"group": "g"}):
-        with pytest.raises(bf.SpecificationError, match="not available yet"):
-            bf.FMM("y ~ x", k=2, **option)
+def test_structure_options_are_checked_when_the_model_is_written():
+    with pytest.raises(bf.SpecificationError, match="needs '='"):
+        bf.FMM("y ~ x", k=2, constraints="[1]x + [2]x")
+    with pytest.raises(bf.SpecificationError, match="nested.*class 4 is not a class"):
+        bf.FMM("y ~ x", k=3, nested={"x": [(1, 4)]})
+    with pytest.raises(bf.SpecificationError, match="weight_type"):
+        bf.FMM("y ~ x", k=2, weights="w", weight_type="aweight")
+    with pytest.raises(bf.SpecificationError, match="'none' does not combine"):
+        bf.FMM("y ~ x", k=2, lcinvariant=["none", "coef"])
     with pytest.raises(bf.SpecificationError, match="lcinvariant.*not recognised"):
         bf.FMM("y ~ x", k=2, lcinvariant="slopes")
 
@@ -155,3 +160,10 @@ def test_predict_errors(stamp_normal3):
         stamp_normal3.predict(equation="depth")
     with pytest.raises(bf.DataError, match="'thickness'"):
         stamp_normal3.predict(pd.DataFrame({"x": [1.0]}), kind="density")
+
+
+def test_rows_no_class_can_produce_are_a_data_error():
+    rng = np.random.default_rng(1)
+    data = pd.DataFrame({"y": rng.poisson(2, 200), "x": rng.normal(size=200)})
+    with pytest.raises(bf.DataError, match=r"probability 0 in every class .*'y': \[0\.0"):
+        bf.FMM("y ~ x", family="tpoisson", k=2).fit(data)

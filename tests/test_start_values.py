@@ -80,6 +80,26 @@ def test_zero_start_is_statas_zero_and_symmetric(stamp):
     assert np.isclose(res.llf, one_class.llf, rtol=1e-10)
 
 
+def test_zero_start_with_partial_from_reaches_statas_optimum(stamp):
+    # Stata: startvalues(zero) "is typically useful only when specified with from()": the
+    # class means from the user, everything else 0 (variances at the 1-class value), then EM
+    model = bf.FMM("thickness ~ 1", k=3)
+    means = pd.Series(
+        [0.07, 0.08, 0.10], index=pd.MultiIndex.from_tuples([(j, "thickness", "Intercept") for j in (1, 2, 3)])
+    )
+    start = model.fit(stamp, startvalues="zero", from_=means, emopts={"iterate": 0}, noestimate=True)
+    assert start.xs("Intercept", level="term").xs("thickness", level="equation").tolist() == [0.07, 0.08, 0.10]
+    assert (start.xs("Class", level="equation") == 0).all()
+    res = model.fit(stamp, startvalues="zero", from_=means)
+    assert res.converged
+    assert abs(res.llf - STATA_LLF) < 1e-3
+    assert res.starts.method == "zero" and res.starts.label == "zero from"
+    with pytest.raises(bf.SpecificationError, match="not in the model"):
+        model.fit(stamp, startvalues="zero", from_=pd.Series([0.1], index=pd.MultiIndex.from_tuples([(4, "thickness", "Intercept")])))
+    with pytest.raises(bf.SpecificationError, match="does not combine with draws"):
+        model.fit(stamp, startvalues="randompr", from_=means)
+
+
 def test_noestimate_and_from_round_trip(stamp, stamp_normal3):
     model = bf.FMM("thickness ~ 1", k=3)
     start = model.fit(stamp, noestimate=True)
@@ -126,7 +146,7 @@ def test_from_with_the_wrong_layout_is_a_clear_error(stamp, stamp_normal3):
     negative[(2, "thickness", "var(e)")] = -1.0
     with pytest.raises(bf.SpecificationError, match=r"outside their range.*\[2\]thickness:var\(e\)"):
         model.fit(stamp, from_=negative)
-    with pytest.raises(bf.SpecificationError, match="does not combine with startvalues"):
+    with pytest.raises(bf.SpecificationError, match="does not combine with draws= or with startvalues="):
         model.fit(stamp, from_=params, startvalues="randompr", draws=3)
 
 

@@ -11,7 +11,13 @@ the classes that have it, with named dimensions:
   auxiliary slot (``thickness_lnvar``, the log error variance), dimension ``class``.
 
 A variable present in some classes only (hybrid syntax) gets dimension
-``class_<classes>`` (``class_1_3``). The observed variable (named after the response, or
+``class_<classes>`` (``class_1_3``). Under constraints (``lcinvariant``, ``equal``,
+``nested``, ``constraints``) only the free parameters are random variables, over the classes
+where they are free (``y_x2`` with dimension ``class_1`` when ``x2`` is equal across classes);
+the tied and fixed ones follow as ``theta = T phi + c``. With ``weights=`` each unit's log
+likelihood is multiplied by its weight; with ``group=`` a group's log likelihood (its rows
+share one class) is recorded on its first row, 0 on the others, so the pointwise
+``log_likelihood`` sums to the model's. The observed variable (named after the response, or
 ``responses`` when there are several) is a ``pm.CustomDist`` whose pointwise log density
 is ``logsumexp_j(log pi_ij + sum_c log f_cj(y_ci))``, each ``log f`` being the family's
 ``logpdf`` evaluated with :func:`bayesfmm.ops.pytensor_ops`. The mixture is marginalised
@@ -46,7 +52,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from bayesfmm.spec import FMM
 
-__all__ = ["RVGroup", "BuiltModel", "build", "problem_for", "rv_groups"]
+__all__ = ["RVGroup", "BuiltModel", "build", "problem_for", "rv_groups", "free_groups"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,6 +119,35 @@ def rv_groups(problem: MixtureProblem) -> tuple[RVGroup, ...]:
         positions = np.array([p for _, p in taken], dtype=int)
         groups.append(RVGroup(name, kinds[name], classes, positions, dim))
     return tuple(groups)
+
+
+def free_groups(problem: MixtureProblem, groups: tuple[RVGroup, ...]) -> tuple[RVGroup, ...]:
+    """The groups restricted to the free parameters under constraints (``lcinvariant``,
+    ``equal``, ``constraints``, ...): a parameter tied to another or fixed at a value is not a
+    random variable of its own; the model computes it as ``theta = T phi + c``."""
+    cons = problem.layout.constraints
+    if cons is None:
+        return groups
+    free = set(cons.free.tolist())
+    all_classes = tuple(range(1, problem.k + 1))
+    nonbase = tuple(c for c in all_classes if c != problem.layout.base + 1)
+    out = []
+    for g in groups:
+        keep = [i for i, pos in enumerate(g.positions) if int(pos) in free]
+        if len(keep) == len(g.positions):
+            out.append(g)
+            continue
+        if not keep:
+            continue
+        classes = tuple(g.classes[i] for i in keep)
+        if classes == all_classes:
+            dim = "class"
+        elif g.kind == "class" and classes == nonbase:
+            dim = "nonbase_class"
+        else:
+            dim = "class_" + "_".join(map(str, classes))
+        out.append(RVGroup(g.name, g.kind, classes, g.positions[keep], dim))
+    return tuple(out)
 
 
 @dataclass(frozen=True, eq=False)
@@ -194,6 +229,9 @@ class BuiltModel:
         for g in self.groups:
             values = posterior[g.name].transpose("chain", "draw", g.dim).to_numpy()
             theta[:, :, g.positions] = values
+        cons = self.problem.layout.constraints
+        if cons is not None:  # tied and fixed parameters from the free ones
+            theta = theta[:, :, cons.free] @ cons.T.T + cons.c
         return theta
 
 
@@ -264,8 +302,19 @@ def mixture_loglike_graph(problem: MixtureProblem, theta, value, responses: tupl
             etas = [own[s] for s in range(len(comp.slot_designs))]
             total = total + comp.family.logpdf(column[comp.response], etas, ops, comp.extra)
         columns.append(total)
-    joint = pt.stack(columns, axis=1) + log_pi
-    return logsumexp(joint, axis=1)
+    groups = problem.design.groups
+    weights = problem.design.unit_weights
+    if groups is None:
+        ll = logsumexp(pt.stack(columns, axis=1) + log_pi, axis=1)
+        return ll if weights is None else ll * pt.constant(weights)
+    # group=: a group's rows share one class; its log likelihood sits on its first row
+    sums = pt.inc_subtensor(pt.zeros((groups.n_groups, k))[pt.constant(groups.codes)], pt.stack(columns, axis=1))
+    first = pt.constant(groups.first)
+    log_pi_groups = log_pi[first] if log_pi.ndim == 2 else log_pi
+    ll_groups = logsumexp(sums + log_pi_groups, axis=1)
+    if weights is not None:
+        ll_groups = ll_groups * pt.constant(weights)
+    return pt.set_subtensor(pt.zeros((n,))[first], ll_groups)
 
 
 def build(
@@ -281,7 +330,7 @@ def build(
     from bayesfmm.bayes.predictive import draw_responses
 
     table = resolve_priors(problem, priors, pooled)
-    groups = rv_groups(problem)
+    groups = free_groups(problem, rv_groups(problem))
     spec = resolve_order(problem, groups, order)
     design = problem.design
     responses = design.spec.responses
@@ -308,20 +357,29 @@ def build(
                 transform = anchored_transform(problem.layout.base) if spec.kind == "classpr" else ordered_transform()
             rvs.append(_prior_rv(g.name, g, table, transform))
         positions = np.concatenate([g.positions for g in groups])
-        inverse = np.empty(size, dtype=int)
-        inverse[positions] = np.arange(size)
-        theta = pt.concatenate([pt.as_tensor_variable(rv).ravel() for rv in rvs])[inverse]
+        stacked = pt.concatenate([pt.as_tensor_variable(rv).ravel() for rv in rvs])
+        cons = problem.layout.constraints
+        if cons is None:
+            inverse = np.empty(size, dtype=int)
+            inverse[positions] = np.arange(size)
+            theta = stacked[inverse]
+        else:  # theta = T phi + c, phi in the order of cons.free
+            inverse = np.argsort(np.searchsorted(cons.free, positions))
+            theta = pt.dot(pt.constant(cons.T), stacked[inverse]) + pt.constant(cons.c)
 
-        def logp(value, theta_):
+        def logp(value, theta_, *_support):
             # PyMC pads the core parameter with batch dimensions of length 1
             theta_ = theta_[(0,) * (theta_.ndim - 1)] if theta_.ndim > 1 else theta_
             return mixture_loglike_graph(problem, theta_, value, responses)
 
-        def random(theta_, rng=None, size=None):
+        def random(theta_, *support, rng=None, size=None):
             draws = draw_responses(problem, np.asarray(theta_), rng or np.random.default_rng())
             return draws if len(responses) > 1 else draws[:, 0]
 
-        signature = "(p)->()" if len(responses) == 1 else "(p)->(r)"
-        dims = ("obs",) if len(responses) == 1 else ("obs", "response")
-        pm.CustomDist(observed, theta, logp=logp, random=random, signature=signature, observed=y_obs, dims=dims)
+        if len(responses) == 1:
+            params, signature, dims = (theta,), "(p)->()", ("obs",)
+        else:  # a zero vector of length r tells PyMC the support shape of one observation
+            params = (theta, pt.zeros(len(responses)))
+            signature, dims = "(p),(r)->(r)", ("obs", "response")
+        pm.CustomDist(observed, *params, logp=logp, random=random, signature=signature, observed=y_obs, dims=dims)
     return BuiltModel(model, problem, groups, table, spec, observed, pooled)

@@ -159,21 +159,24 @@ def diagnose(results) -> Diagnostics:
     """Diagnostics of a :class:`~bayesfmm.bayes.results.BayesResults`."""
     import arviz_stats as azs
 
-    draws = results.theta_draws
-    chains, n_draws, _ = draws.shape
+    all_draws = results.theta_draws
+    chains, n_draws, p = all_draws.shape
+    # parameters fixed at a value by constraints have no draws to diagnose
+    moving = ~results.layout.fixed_mask()
+    draws = all_draws[:, :, moving]
+    rhat, bulk, tail = (np.full(p, np.nan) for _ in range(3))
     if n_draws >= 4:
-        rhat = np.asarray(azs.rhat(draws), dtype=float) if chains > 1 else np.full(draws.shape[2], np.nan)
-        bulk = np.asarray(azs.ess(draws, method="bulk"), dtype=float)
-        tail = np.asarray(azs.ess(draws, method="tail", prob=TAIL_PROB), dtype=float)
-    else:
-        rhat = bulk = tail = np.full(draws.shape[2], np.nan)
+        if chains > 1:
+            rhat[moving] = np.asarray(azs.rhat(draws), dtype=float)
+        bulk[moving] = np.asarray(azs.ess(draws, method="bulk"), dtype=float)
+        tail[moving] = np.asarray(azs.ess(draws, method="tail", prob=TAIL_PROB), dtype=float)
     table = pd.DataFrame({"r_hat": rhat, "ess_bulk": bulk, "ess_tail": tail}, index=results.layout.index)
     stats = results.idata["sample_stats"] if "sample_stats" in results.idata.children else None
     divergences = 0
     if stats is not None and "diverging" in stats:
         divergences = int(np.asarray(stats["diverging"]).sum())
     notes: list[str] = []
-    fixed = table.index[np.asarray(np.ptp(draws.reshape(-1, draws.shape[2]), axis=0) == 0)]
+    fixed = table.index[moving & np.asarray(np.ptp(all_draws.reshape(-1, p), axis=0) == 0)]
     if len(fixed):
         notes.append(f"constant draws (R-hat/ESS undefined): {list(fixed)}")
     switching, why_not = _label_switching(results)

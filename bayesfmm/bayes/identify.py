@@ -157,6 +157,9 @@ def resolve_order(problem: MixtureProblem, groups: Sequence[Any], order: Any) ->
     if isinstance(order, str) and order == "auto":
         if k < 2 or not classes_exchangeable(problem):
             return None  # classes that differ in structure are labelled by it
+        spec = problem.design.spec
+        if spec.constraints or spec.nested:
+            return None  # class-specific constraints label the classes
         group = _first_component_group(problem, groups)
         if group is None or len(group.classes) != k:
             return None

@@ -47,12 +47,16 @@ def _posterior(idata: Any):
 def _class_groups(built: Any) -> list:
     """The RV groups that carry one value per class (all ``k``, or all but the base)."""
     out = []
+    spec = built.problem.design.spec
+    shared_only = built.problem.layout.constraints is not None and not (spec.constraints or spec.nested)
     for g in built.groups:
         if g.dim == "class" or (g.kind == "class" and g.dim == "nonbase_class"):
             out.append(g)
+        elif shared_only and not spec.hybrid:
+            continue  # one parameter shared by every class (lcinvariant, equal): no label in it
         else:
             raise SpecificationError(
-                f"{g.name} exists in classes {list(g.classes)} only (hybrid syntax): classes that "
+                f"{g.name} exists in classes {list(g.classes)} only (hybrid syntax, or constraints that tie or fix it): classes that "
                 "differ in structure cannot swap labels, so there is nothing to relabel"
             )
     return out

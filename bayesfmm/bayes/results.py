@@ -369,7 +369,9 @@ class BayesSummary(Summary):
             f"     [{level}% cred. interval]"
         )
 
-    def _row(self, label: str, row: pd.Series, aux: bool = False) -> str:
+    def _row(self, label: str, row: pd.Series, aux: bool = False, fixed: bool = False) -> str:
+        if fixed:  # fixed at a value by a constraint: no draws
+            return f"{label:>{WIDTH_LABEL - 1}} |{format_number(row['coef'], 11)}  (constrained)"
         rhat = f"{row['r_hat']:.3f}" if np.isfinite(row["r_hat"]) else ""
         ess = f"{row['ess_bulk']:.0f}" if np.isfinite(row["ess_bulk"]) else ""
         return (

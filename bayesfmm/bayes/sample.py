@@ -26,7 +26,7 @@ import numpy as np
 from bayesfmm.bayes.builder import BuiltModel, build, problem_for
 from bayesfmm.bayes.identify import classes_exchangeable, relabel_to_order, satisfies_order
 from bayesfmm.errors import ConvergenceError, ConvergenceWarning, SpecificationError
-from bayesfmm.likelihood import evaluate
+from bayesfmm.likelihood import evaluate, pointwise_loglike
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -232,7 +232,7 @@ def add_log_likelihood(built: BuiltModel, idata, theta_draws: np.ndarray) -> Non
     values = np.empty((chains, draws, problem.n))
     for c in range(chains):
         for d in range(draws):
-            values[c, d] = evaluate(problem, theta_draws[c, d]).ll_rows
+            values[c, d] = pointwise_loglike(problem, evaluate(problem, theta_draws[c, d]))
     posterior = idata.posterior
     coords = {"chain": posterior["chain"].to_numpy(), "draw": posterior["draw"].to_numpy(), "obs": np.asarray(problem.design.index)}
     data = xr.DataArray(values, dims=("chain", "draw", "obs"), coords=coords)
@@ -377,7 +377,17 @@ def map_estimate(
     start = np.asarray(start, dtype=float)
     if start.shape != (problem.layout.size,):
         raise SpecificationError(f"start must be a vector of {problem.layout.size} parameters, got shape {start.shape}")
-    fn = built.theta_logp_function()
+    theta_fn = built.theta_logp_function()
+    cons = problem.layout.constraints
+    if cons is None:
+        fn = theta_fn
+    else:  # constraints: optimise the free parameters phi, theta = T phi + c
+
+        def fn(phi):
+            value, grad = theta_fn(cons.expand(phi))
+            return value, cons.T.T @ np.asarray(grad)
+
+        start = cons.reduce(problem.layout.project(start))
 
     def negative(theta):
         value, grad = fn(theta)
@@ -400,6 +410,10 @@ def map_estimate(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cov, note = observed_information_covariance(hessian)
+    if cons is not None:  # back to the full parameter vector
+        theta = cons.expand(theta)
+        cov = cons.T @ cov @ cons.T.T
+        grad = theta_fn(theta)[1]
     converged = bool(np.isfinite(decrement) and decrement < NEWTON_DECREMENT_TOL)
     if not converged:
         warnings.warn(

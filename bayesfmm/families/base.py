@@ -19,7 +19,15 @@ import numpy as np
 
 from bayesfmm.ops import NUMPY_OPS, Ops
 
-__all__ = ["AuxScale", "Slot", "Family", "LOG_SCALE", "finite_difference_derivatives"]
+__all__ = [
+    "AuxScale",
+    "ExtraColumn",
+    "Family",
+    "LOG_SCALE",
+    "ResponseHook",
+    "Slot",
+    "finite_difference_derivatives",
+]
 
 Array = np.ndarray
 Extra = Mapping[str, Any]
@@ -69,6 +77,10 @@ class Slot:
         ``"down"`` when the likelihood is unbounded as the reported value goes to 0 on a few
         points (an error variance, a gamma or Weibull scale), ``"up"`` when it is unbounded
         as the value grows (beta's precision); the EM/Newton degeneracy check watches it.
+    equation
+        The equation this slot's parameters are reported under when it is not the
+        response's own (a multinomial logit has one equation per outcome); ``{response}``
+        in it is replaced by the response name.
     """
 
     name: str
@@ -77,6 +89,62 @@ class Slot:
     param_class: str = "coef"
     scale: AuxScale = IDENTITY_SCALE
     collapses: str | None = None
+    equation: str | None = None
+
+
+@dataclass(frozen=True)
+class ExtraColumn:
+    """Per-row data of a family with rules of its own (an ``extra_columns`` value).
+
+    Parameters
+    ----------
+    column
+        A column name, or a constant.
+    missing
+        ``None`` (default): a missing entry drops the row, as any model variable does. A
+        number: missing entries stand for it and the row is kept (intreg's missing upper
+        limit is ``inf``, unbounded).
+    allowed
+        The values the column may hold (a failure indicator: ``(0.0, 1.0)``); others are a
+        :class:`~bayesfmm.errors.DataError` naming the rows.
+    role
+        What the column is, for error messages (``"failure indicator (failure=)"``).
+
+    Examples
+    --------
+    >>> ExtraColumn("died", allowed=(0.0, 1.0), role="failure indicator").column
+    'died'
+    """
+
+    column: Any
+    missing: float | None = None
+    allowed: tuple[float, ...] | None = None
+    role: str = ""
+
+
+@dataclass(frozen=True)
+class ResponseHook:
+    """How a data-dependent family reads its response column (ordinal levels, multinomial
+    outcomes, interval bounds). The response must then be a plain column name.
+
+    Attributes
+    ----------
+    bind
+        ``bind(values, name, index) -> (family, y)``: from the raw response column (a pandas
+        Series, any dtype) the family with its levels fixed, and ``y`` as floats. Binding a
+        bound family again keeps its levels (new data for ``predict``), raising
+        :class:`~bayesfmm.errors.DataError` for a level it has not seen.
+    drop_intercept
+        The family's own constants replace the design's intercept (ordinal cutpoints): the
+        design drops the ``Intercept`` column.
+    missing_response
+        A missing response is information, not a missing value (intreg: an unbounded lower
+        limit), so its rows are not dropped.
+    """
+
+    bind: Callable[[Any, str, Any], tuple["Family", np.ndarray]]
+    drop_intercept: bool = False
+    missing_response: bool = False
 
 
 LogPdf = Callable[[Any, Sequence[Any], Ops, Extra], Any]
@@ -127,7 +195,15 @@ class Family:
         Per-row data the density needs besides ``y``: ``{"trials": "Total"}`` (a column
         name) or ``{"trials": 10}`` (a constant). The design layer resolves each into a
         float array under that key of ``extra``, dropping rows where a named column is
-        missing, like the model's other variables.
+        missing, like the model's other variables; an :class:`ExtraColumn` sets its own
+        rules for missing and allowed values.
+    logsf
+        Optional ``logsf(y, etas, ops, extra)`` -> the log survivor function
+        ``log P(Y > y)``, written stably in the tail (censored survival times use it;
+        ``predict(kind="survival")`` prefers it to ``1 - cdf``).
+    response_hook
+        Optional :class:`ResponseHook` for families whose parameters depend on the
+        response's levels (``ologit``, ``mlogit``) or that read it specially (``intreg``).
     """
 
     name: str
@@ -145,6 +221,8 @@ class Family:
     stata_name: str = ""
     options: Mapping[str, Any] = field(default_factory=dict)
     extra_columns: Mapping[str, Any] = field(default_factory=dict)
+    logsf: Callable[[Any, Sequence[Any], Ops, Extra], Any] | None = None
+    response_hook: ResponseHook | None = None
 
     @property
     def n_slots(self) -> int:

@@ -71,6 +71,9 @@ def exponential(metric: str = "aft") -> Family:
     def cdf(y: Any, etas: Sequence[Any], ops: Ops, extra: Any = None) -> Any:
         return -ops.expm1(-y * ops.exp(sign * etas[0]))
 
+    def logsf(y: Any, etas: Sequence[Any], ops: Ops, extra: Any = None) -> Any:
+        return -y * ops.exp(sign * etas[0])  # minus the cumulative hazard
+
     def start_linear(y, designs, offsets, weights, extra=None) -> list[np.ndarray]:
         # E(log y) = eta - Euler's gamma in the AFT metric
         if metric == "aft":
@@ -86,6 +89,7 @@ def exponential(metric: str = "aft") -> Family:
         eta_derivatives=derivatives,
         mean=lambda etas, ops, extra: ops.exp(-sign * etas[0]),
         cdf=cdf,
+        logsf=logsf,
         in_support=positive_support,
         support="positive (> 0)",
         start_aux=lambda y, w: [],

@@ -205,6 +205,13 @@ def _cdf(y: Any, etas: Sequence[Any], ops: Ops, extra: Any = None) -> Any:
     return ops.gammainc(shape, y * shape * ops.exp(-eta))
 
 
+def _logsf(y: Any, etas: Sequence[Any], ops: Ops, extra: Any = None) -> Any:
+    eta, lns = etas
+    shape = ops.exp(-lns)
+    with np.errstate(divide="ignore"):  # Q underflows to 0 far in the right tail
+        return ops.log(ops.gammaincc(shape, y * shape * ops.exp(-eta)))
+
+
 def gamma(link: str = "log") -> Family:
     """The gamma family with a log link; ``scale`` is the ML dispersion ``s`` (Var = s mu^2).
 
@@ -227,6 +234,7 @@ def gamma(link: str = "log") -> Family:
         eta_derivatives=gamma_derivatives,
         mean=lambda etas, ops, extra: ops.exp(etas[0]),
         cdf=_cdf,
+        logsf=_logsf,
         in_support=positive_support,
         support="positive (> 0)",
         start_aux=_start_aux,

@@ -51,6 +51,10 @@ def _cdf(y: Any, etas: Sequence[Any], ops: Ops, extra: Any = None) -> Any:
     return ops.sigmoid(standardised_log_time(y, etas[0], etas[1], ops, "aft"))
 
 
+def _logsf(y: Any, etas: Sequence[Any], ops: Ops, extra: Any = None) -> Any:
+    return -ops.softplus(standardised_log_time(y, etas[0], etas[1], ops, "aft"))
+
+
 def _mean(etas: Sequence[Any], ops: Ops, extra: Any = None) -> Any:
     # exp(eta) Gamma(1 + g) Gamma(1 - g) = exp(eta) g pi / sin(g pi), finite for g < 1
     eta, lns = etas
@@ -93,6 +97,7 @@ def loglogistic() -> Family:
         eta_derivatives=_derivatives,
         mean=_mean,
         cdf=_cdf,
+        logsf=_logsf,
         in_support=positive_support,
         support="positive (> 0)",
         start_aux=_start_aux,

@@ -35,6 +35,11 @@ def _cdf(y: Any, etas: Sequence[Any], ops: Ops, extra: Any = None) -> Any:
     return ops.ndtr((ops.log(y) - mu) * ops.exp(-0.5 * lnvar))
 
 
+def _logsf(y: Any, etas: Sequence[Any], ops: Ops, extra: Any = None) -> Any:
+    mu, lnvar = etas
+    return ops.log_ndtr((mu - ops.log(y)) * ops.exp(-0.5 * lnvar))
+
+
 def lognormal() -> Family:
     """The lognormal family; ``mu`` is the mean of ``log y``, reported with ``var(e)``."""
     return Family(
@@ -45,6 +50,7 @@ def lognormal() -> Family:
         eta_derivatives=lambda y, etas, extra: normal_derivatives(np.log(y), etas),
         mean=lambda etas, ops, extra: ops.exp(etas[0] + 0.5 * ops.exp(etas[1])),
         cdf=_cdf,
+        logsf=_logsf,
         in_support=lambda y, extra: np.isfinite(y) & (y > 0),
         support="positive",
         start_aux=lambda y, w: _weighted_log_variance(np.log(y), w),

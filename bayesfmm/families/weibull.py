@@ -106,6 +106,9 @@ def weibull(metric: str = "ph") -> Family:
         w = standardised_log_time(y, etas[0], etas[1], ops, metric)
         return -ops.expm1(-ops.exp(w))
 
+    def logsf(y: Any, etas: Sequence[Any], ops: Ops, extra: Any = None) -> Any:
+        return -ops.exp(standardised_log_time(y, etas[0], etas[1], ops, metric))
+
     def mean(etas: Sequence[Any], ops: Ops, extra: Any = None) -> Any:
         eta, lns = etas
         s = ops.exp(lns)
@@ -138,6 +141,7 @@ def weibull(metric: str = "ph") -> Family:
         eta_derivatives=derivatives,
         mean=mean,
         cdf=cdf,
+        logsf=logsf,
         in_support=positive_support,
         support="positive (> 0)",
         start_aux=start_aux,

@@ -14,7 +14,7 @@ import numpy as np
 from scipy.special import log_softmax
 
 from bayesfmm.design import ComponentDesign
-from bayesfmm.likelihood import Evaluation, MixtureProblem, evaluate
+from bayesfmm.likelihood import Evaluation, MixtureProblem, complete_data_score_hessian, evaluate
 from bayesfmm.ml.iterlog import IterationLog, mreldif, reldif
 from bayesfmm.ml.newton import reflected_newton_step
 
@@ -90,7 +90,10 @@ def weighted_component_fit(
 
 
 def _class_m_step(problem: MixtureProblem, resp: np.ndarray, theta: np.ndarray) -> None:
-    """Update the class-model blocks of ``theta`` in place."""
+    """Update the class-model blocks of ``theta`` in place.
+
+    ``resp`` are the class-model weights per row: responsibilities times the row weight
+    (divided by the group size with ``group=``), so rows need not sum to 1."""
     etas = [e for e in problem.etas if e.kind == "class"]
     if not etas:
         return
@@ -102,6 +105,7 @@ def _class_m_step(problem: MixtureProblem, resp: np.ndarray, theta: np.ndarray) 
         return
     k = problem.k
     n = problem.n
+    total = resp.sum(axis=1)
 
     def q_value(th):
         logits = np.zeros((n, k))
@@ -116,11 +120,12 @@ def _class_m_step(problem: MixtureProblem, resp: np.ndarray, theta: np.ndarray) 
         g_parts, H = [], np.zeros((cols.size, cols.size))
         offsets = np.cumsum([0] + [e.cols.stop - e.cols.start for e in etas])
         for a, ea in enumerate(etas):
-            g_parts.append(ea.X.T @ (resp[:, ea.class_] - pi[:, ea.class_]))
+            g_parts.append(ea.X.T @ (resp[:, ea.class_] - pi[:, ea.class_] * total))
             for b, eb in enumerate(etas):
                 w = pi[:, ea.class_] * pi[:, eb.class_]
                 if a == b:
                     w = w - pi[:, ea.class_]
+                w = w * total
                 H[offsets[a] : offsets[a + 1], offsets[b] : offsets[b + 1]] = ea.X.T @ (w[:, None] * eb.X)
         g = np.concatenate(g_parts)
         step = reflected_newton_step(g, H)
@@ -139,12 +144,22 @@ def _class_m_step(problem: MixtureProblem, resp: np.ndarray, theta: np.ndarray) 
 
 
 def m_step(problem: MixtureProblem, resp: np.ndarray, theta: np.ndarray) -> np.ndarray:
-    """One M-step: class model and every component, each on its own block."""
-    theta = np.array(theta, dtype=float, copy=True)
-    _class_m_step(problem, resp, theta)
+    """One M-step: class model and every component, each on its own block.
+
+    ``resp`` holds the responsibilities per row; row weights (``weights=``) and groups
+    (``group=``: the class model counts a group once) are applied here. Under constraints
+    (``lcinvariant``, ``equal``, ``constraints``, ...) the blockwise maximiser is moved onto
+    the constraints and refined by Newton steps on ``Q`` in the free parameters, which
+    never lower ``Q`` below its value at the incoming ``theta`` (a generalised EM step).
+    """
+    theta_in = np.array(theta, dtype=float, copy=True)
+    theta = theta_in.copy()
+    row_w = problem.row_weights
+    factor = problem.class_row_factor()
+    _class_m_step(problem, resp if factor is None else resp * factor[:, None], theta)
     layout = problem.layout
     for j, comps in enumerate(problem.design.classes):
-        weights = resp[:, j]
+        weights = resp[:, j] if row_w is None else resp[:, j] * row_w
         for c, comp in enumerate(comps):
             blocks = [layout.slot_block(j + 1, c, s) for s in range(len(comp.slot_designs))]
             current = [theta[b.slice] for b in blocks]
@@ -154,6 +169,46 @@ def m_step(problem: MixtureProblem, resp: np.ndarray, theta: np.ndarray) -> np.n
                 fitted = weighted_component_fit(comp, weights, current)
             for b, value in zip(blocks, fitted):
                 theta[b.slice] = value
+    if layout.constraints is not None:
+        theta = constrained_m_step(problem, resp, theta_in, layout.project(theta))
+    return theta
+
+
+def constrained_m_step(
+    problem: MixtureProblem, resp: np.ndarray, current: np.ndarray, proposal: np.ndarray, steps: int = 10
+) -> np.ndarray:
+    """Maximise ``Q`` over the free parameters: from the better of ``current`` (projected)
+    and ``proposal``, Newton steps in ``phi`` with step halving."""
+    T = problem.layout.transform
+    best_value, best = -np.inf, None
+    for candidate in (problem.layout.project(current), proposal):
+        with np.errstate(all="ignore"):
+            value = complete_data_score_hessian(problem, candidate, resp)[0]
+        if np.isfinite(value) and value > best_value:
+            best_value, best = value, candidate
+    if best is None:
+        return proposal
+    theta, value = best, best_value
+    for _ in range(steps):
+        with np.errstate(all="ignore"):
+            _, g, H = complete_data_score_hessian(problem, theta, resp)
+        if not (np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
+            break
+        step = T @ reflected_newton_step(T.T @ g, T.T @ H @ T)
+        t = 1.0
+        for _half in range(30):
+            trial = theta + t * step
+            with np.errstate(all="ignore"):
+                new_value = complete_data_score_hessian(problem, trial, resp)[0]
+            if np.isfinite(new_value) and new_value >= value - 1e-12 * abs(value):
+                break
+            t /= 2
+        else:
+            break
+        gain = new_value - value
+        theta, value = trial, new_value
+        if gain < 1e-10 * (abs(value) + 1):
+            break
     return theta
 
 

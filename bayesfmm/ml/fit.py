@@ -18,11 +18,11 @@ import pandas as pd
 
 from bayesfmm.design import build_design, estimation_rows
 from bayesfmm.errors import ConvergenceError, ConvergenceWarning, DataError, IdentificationWarning, SpecificationError
-from bayesfmm.likelihood import MixtureProblem, loglike
+from bayesfmm.likelihood import MixtureProblem, evaluate, loglike
 from bayesfmm.ml.em import EMOptions, EMResult, degeneracy, em
 from bayesfmm.ml.iterlog import IterationLog
 from bayesfmm.ml.newton import NewtonOptions, newton
-from bayesfmm.ml.start import one_class_fit, parse_startvalues, start_points, theta_from_params
+from bayesfmm.ml.start import one_class_fit, parse_startvalues, start_points, theta_from_params, zero_start
 from bayesfmm.ml.vce import VCE_TYPES, covariance
 from bayesfmm.params import build_layout
 from bayesfmm.spec import FMM
@@ -190,9 +190,15 @@ def _identical_classes(problem: MixtureProblem, theta: np.ndarray) -> bool:
     return True
 
 
-def _resolve_vce(vce: str | None, cluster: str | None) -> str:
+def _resolve_vce(vce: str | None, cluster: str | None, spec: FMM | None = None) -> str:
+    pweighted = spec is not None and spec.weights is not None and spec.weight_type == "pweight"
     if vce is None:
-        vce = "cluster" if cluster is not None else "oim"
+        vce = "cluster" if cluster is not None else ("robust" if pweighted else "oim")
+    if pweighted and vce in ("oim", "opg"):
+        raise SpecificationError(
+            f"vce={vce!r} is not allowed with sampling weights (weight_type='pweight'): they imply "
+            "vce='robust' (or 'cluster'), as in Stata"
+        )
     if vce not in VCE_TYPES:
         raise SpecificationError(f"vce={vce!r} is not available; choose from {', '.join(VCE_TYPES)}")
     if vce == "cluster" and cluster is None:
@@ -202,6 +208,39 @@ def _resolve_vce(vce: str | None, cluster: str | None) -> str:
     if cluster is not None and not isinstance(cluster, str):
         raise SpecificationError(f"cluster must be a column name, got {cluster!r}")
     return vce
+
+
+def _check_reachable(problem: MixtureProblem, theta: np.ndarray) -> None:
+    """Rows no class can produce (density 0 in every class, e.g. zeros under a zero-truncated
+    count in every class) make the likelihood 0 everywhere: say which, before fitting."""
+    with np.errstate(all="ignore"):
+        logf = evaluate(problem, theta).log_density
+    impossible = np.flatnonzero(np.all(np.isneginf(logf), axis=1))
+    if impossible.size:
+        design = problem.design
+        responses = {comp.response: comp.y for comps in design.classes for comp in comps}
+        values = {name: y[impossible[:5]].tolist() for name, y in responses.items()}
+        raise DataError(
+            f"rows {_rows(design.index, impossible)} have probability 0 in every class (responses {values}): "
+            "no component can produce them (a zero under a zero-truncated count, a value outside every "
+            "component's range); add a component that can, such as (pointmass y) for a hurdle model"
+        )
+
+
+def _unit_clusters(design, clusters: np.ndarray, column: str, index: pd.Index) -> np.ndarray:
+    """Cluster codes per likelihood unit: rows, or groups with ``group=`` (a group must lie
+    within one cluster)."""
+    groups = design.groups
+    if groups is None:
+        return clusters
+    per_group = clusters[groups.first]
+    varies = np.flatnonzero(per_group[groups.codes] != clusters)
+    if varies.size:
+        raise DataError(
+            f"cluster column {column!r} varies within groups of {groups.column!r} (rows "
+            f"{_rows(index, varies)}): a group is one likelihood unit, so it must lie in one cluster"
+        )
+    return per_group
 
 
 def fit_ml(
@@ -244,7 +283,10 @@ def fit_ml(
         runs from each, the draw with the best EM log likelihood goes on to Newton.
     from_
         Starting values: a Series in ``res.params``' layout on the reported scale (Stata
-        ``from()``). They go to Newton directly (no start method, no EM).
+        ``from()``). They go to Newton directly (no start method, no EM). With
+        ``startvalues="zero"`` the Series may give some parameters only (say the class
+        means); the others start at 0 (auxiliary parameters at their 1-class values) and EM
+        refines the start, as Stata's ``startvalues(zero)`` with ``from()``.
     noestimate
         Do not fit: return the starting values Newton would begin from, as a Series in the
         params layout (``.attrs`` holds ``"starts"`` and the start's ``"llf"``).
@@ -287,7 +329,7 @@ def fit_ml(
     if not isinstance(spec, FMM):
         raise SpecificationError(f"expected a bf.FMM, got {type(spec).__name__}")
     start = parse_startvalues(startvalues)
-    vce = _resolve_vce(vce, cluster)
+    vce = _resolve_vce(vce, cluster, spec)
     _check_positive("draws", draws, integer=True)
     if draws < 1:
         raise SpecificationError(f"draws must be at least 1, got {draws}")
@@ -296,9 +338,12 @@ def fit_ml(
             f"draws={draws} applies to the random start methods randomid, randompr and jitter, "
             f"not startvalues={start.label!r}"
         )
-    if from_ is not None and (start.method != "default" or draws != 1):
+    zero_from = from_ is not None and start.method == "zero"
+    if from_ is not None and (start.method not in ("default", "zero") or draws != 1):
         raise SpecificationError(
-            "from_ gives every starting value; it does not combine with startvalues= or draws="
+            "from_ gives every starting value; it does not combine with draws= or with startvalues= "
+            "other than 'zero' (which sets the parameters from_ leaves out to 0, as Stata's "
+            "startvalues(zero) with from())"
         )
     for name, value in (("tolerance", tolerance), ("ltolerance", ltolerance), ("nrtolerance", nrtolerance)):
         _check_positive(name, value)
@@ -319,23 +364,34 @@ def fit_ml(
         frame = _sample_columns(data, kept, (cluster,), "cluster")
         clusters, uniques = pd.factorize(frame[cluster])
         n_clusters = len(uniques)
+        clusters = _unit_clusters(design, clusters, cluster, frame.index)
     columns = None
     if start.columns and spec.k > 1:
         columns = _numeric(_sample_columns(data, kept, start.columns, start.method), start.method)
         columns = columns[:, 0] if start.method == "classid" else columns
     layout = build_layout(design)
     problem = MixtureProblem.build(design, layout)
-    if from_ is not None:
-        theta_user = theta_from_params(layout, from_)
+    if from_ is not None and not zero_from:
+        theta_user = layout.project(theta_from_params(layout, from_))
     iterlog = IterationLog(echo=log)
     rng = np.random.default_rng(seed)
 
     pooled = one_class_fit(problem)
+    _check_reachable(problem, pooled)
     reference = layout.to_report(pooled)
+    if spec.k == 1:
+        pooled = layout.project(pooled)
     n_draws = draws if start.random else 1
 
-    method = "from" if from_ is not None else start.method
-    if from_ is not None:
+    method = "from" if from_ is not None and not zero_from else start.method
+    if zero_from:
+        # Stata's startvalues(zero) with from(): the given values, 0 elsewhere (auxiliary
+        # parameters at their 1-class values), refined by EM like any start
+        theta_user = layout.project(theta_from_params(layout, from_, fill=zero_start(problem, pooled)))
+        iterlog.write("Refining starting values:")
+        iterlog.write("")
+        runs = [em(problem, theta_user, em_options, reference, iterlog, collapse_tol)]
+    elif from_ is not None:
         runs = [EMResult(theta_user, loglike(problem, theta_user), 0, None, None)]
     elif spec.k == 1:
         runs = [EMResult(pooled, -np.inf, 0, None, None)]
@@ -346,7 +402,7 @@ def fit_ml(
         points = start_points(problem, start, n_draws, rng, pooled, columns)
         for theta0 in _progress(points, show, f"EM from {n_draws} {start.method} starts", n_draws):
             iterlog.write("")
-            runs.append(em(problem, theta0, em_options, reference, iterlog, collapse_tol))
+            runs.append(em(problem, layout.project(theta0), em_options, reference, iterlog, collapse_tol))
     order = sorted(range(len(runs)), key=lambda i: -runs[i].llf if runs[i].collapsed is None else np.inf)
 
     def report(winner: int, newton_failed=(), newton_llf=()) -> StartReport:
@@ -358,22 +414,21 @@ def fit_ml(
             collapsed=tuple(r.collapsed for r in runs),
             newton_failed=tuple(newton_failed),
             em_iterations=tuple(r.iterations for r in runs),
-            label="from" if from_ is not None else start.label,
+            label="zero from" if zero_from else ("from" if from_ is not None else start.label),
             seed=seed if start.random and from_ is None else None,
             newton_llf=tuple(newton_llf),
         )
 
     failures: list[str] = [f"start {i + 1}: {r.collapsed}" for i, r in enumerate(runs) if r.collapsed]
     if noestimate:
-        if from_ is not None:
-            values = from_.iloc[:, 0] if isinstance(from_, pd.DataFrame) else from_
-            values = values.reindex(layout.index).astype(float).rename("params")
+        if from_ is not None and not zero_from:
+            values = layout.series(layout.to_report(theta_user), "params")
         else:
             best = order[0]
             if runs[best].collapsed is not None:
                 raise ConvergenceError("no start survived EM; every one collapsed:\n  " + "\n  ".join(failures))
             values = layout.series(layout.to_report(runs[best].theta), "params")
-        values.attrs["starts"] = report(0 if from_ is not None else order[0])
+        values.attrs["starts"] = report(0 if from_ is not None and not zero_from else order[0])
         values.attrs["llf"] = float(loglike(problem, layout.from_report(values.to_numpy())))
         return values
 

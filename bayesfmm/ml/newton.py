@@ -6,6 +6,10 @@ logged ``(not concave)``), halves the step until the likelihood does not fall (`
 up)``), and stops when Stata's criteria hold: the scaled gradient ``g' (-H)^-1 g`` is below
 ``nrtolerance`` and either the parameters (``tolerance``, mreldif) or the log likelihood
 (``ltolerance``, reldif) have stopped moving.
+
+Under constraints (``theta = T phi + c``, :mod:`bayesfmm.constraints`) the direction is
+computed in ``phi`` from ``T' g`` and ``T' H T`` and mapped back, so every iterate
+satisfies the constraints.
 """
 
 from __future__ import annotations
@@ -99,9 +103,16 @@ def newton(
     note = ""
     message = f"iteration limit {options.iterate} reached"
     converged = False
+    T = problem.layout.transform  # constraints: step in the free parameters, theta = T phi + c
+    if T is not None:
+        theta = problem.layout.project(theta)
     for it in range(options.iterate + 1):
         ev, g, H = score_hessian(problem, theta)
-        step, concave, scaled = _direction(g, H, options.difficult)
+        if T is None:
+            step, concave, scaled = _direction(g, H, options.difficult)
+        else:
+            step, concave, scaled = _direction(T.T @ g, T.T @ H @ T, options.difficult)
+            step = T @ step
         if log is not None:
             log.iteration(it, ev.llf, note="(not concave)" if not concave else note)
         if check is not None:

@@ -144,7 +144,7 @@ def parse_startvalues(value: Any) -> StartSpec:
 def one_class_fit(problem: MixtureProblem) -> np.ndarray:
     """Every class set to the pooled (1-class) fit and equal class probabilities."""
     theta = np.zeros(problem.layout.size)
-    ones = np.ones(problem.n)
+    ones = np.ones(problem.n) if problem.row_weights is None else problem.row_weights
     cache: dict[int, list[np.ndarray]] = {}
     for j, comps in enumerate(problem.design.classes):
         for c, comp in enumerate(comps):
@@ -280,9 +280,26 @@ def start_weights(
     raise SpecificationError(f"start_weights does not handle startvalues={method!r}")
 
 
+def _per_unit(problem: MixtureProblem, weights: np.ndarray) -> np.ndarray:
+    """With ``group=``, class-membership weights averaged within each group (a group is in
+    one class); the rows' own weights otherwise."""
+    groups = problem.design.groups
+    if groups is None:
+        return weights
+    means = groups.sum_rows(weights) / groups.sizes[:, None]
+    return means[groups.codes]
+
+
+def _random_units(problem: MixtureProblem, draw) -> np.ndarray:
+    """Random class-membership weights drawn per likelihood unit (row or group)."""
+    groups = problem.design.groups
+    values = draw(problem.design.n_units)
+    return values if groups is None else values[groups.codes]
+
+
 def theta_from_weights(problem: MixtureProblem, weights: np.ndarray, pooled: np.ndarray) -> np.ndarray:
     """One M-step from class-membership weights, starting from the pooled fit."""
-    return m_step(problem, weights, pooled)
+    return m_step(problem, _per_unit(problem, weights), pooled)
 
 
 def start_points(
@@ -311,10 +328,12 @@ def start_points(
         yield zero_start(problem, pooled)
     elif method == "randomid":
         for _ in range(draws):
-            yield theta_from_weights(problem, np.eye(k)[rng.integers(0, k, size=n)], pooled)
+            weights = _random_units(problem, lambda size: np.eye(k)[rng.integers(0, k, size=size)])
+            yield theta_from_weights(problem, weights, pooled)
     elif method == "randompr":
         for _ in range(draws):
-            yield theta_from_weights(problem, rng.dirichlet(np.ones(k), size=n), pooled)
+            weights = _random_units(problem, lambda size: rng.dirichlet(np.ones(k), size=size))
+            yield theta_from_weights(problem, weights, pooled)
     elif method == "jitter":
         base = theta_from_weights(problem, _quantile_weights(problem, pooled), pooled)
         aux = problem.layout.is_aux()
@@ -332,8 +351,11 @@ def param_label(key: tuple) -> str:
     return f"[{class_}]{equation}:{term}"
 
 
-def theta_from_params(layout, values: Any) -> np.ndarray:
+def theta_from_params(layout, values: Any, fill: np.ndarray | None = None) -> np.ndarray:
     """``from_=``: a params Series (reported scale, ``res.params`` layout) -> ``theta``.
+
+    With ``fill`` (a ``theta``; ``startvalues="zero"``) the Series may give some parameters
+    only; the others take their value in ``fill``.
 
     Raises :class:`~bayesfmm.errors.SpecificationError` naming missing and unknown
     parameters, or values outside a parameter's range (a variance <= 0).
@@ -355,7 +377,7 @@ def theta_from_params(layout, values: Any) -> np.ndarray:
     duplicated = sorted({param_label(g) for g in given if given.count(g) > 1})
     if duplicated:
         raise SpecificationError(f"from_ names parameters more than once: {', '.join(duplicated)}")
-    missing = [param_label(e) for e in expected if e not in set(given)]
+    missing = [param_label(e) for e in expected if e not in set(given)] if fill is None else []
     extra = [param_label(g) for g in given if g not in set(expected)]
     if missing or extra:
         parts = []
@@ -369,7 +391,10 @@ def theta_from_params(layout, values: Any) -> np.ndarray:
             "from_ does not have the model's parameter layout: " + "; ".join(parts)
             + ". Start from res.params of the same model, or fit(noestimate=True)."
         )
-    reported = values.reindex(layout.index).to_numpy(dtype=float)
+    reported = values.reindex(layout.index).to_numpy(dtype=float, copy=True)
+    if fill is not None:
+        absent = ~layout.index.isin(values.index)
+        reported[absent] = layout.to_report(fill)[absent]
     bad = [param_label(expected[i]) for i in np.flatnonzero(~np.isfinite(reported))]
     if bad:
         raise SpecificationError(f"from_ values must be finite; {', '.join(bad)} are not")

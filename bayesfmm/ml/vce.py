@@ -19,6 +19,16 @@ with ``minus(1)`` multiplies the sandwich by ``n/(n-1)`` for independent rows, a
 vce_option; [U] 20.22 "Obtaining robust variance estimates"). No ``(n-1)/(n-k)`` factor is
 applied: that one belongs to ``regress``, not to ML.
 
+Weights (``weights=``) enter as Stata's ``ml`` applies them: with frequency or importance
+weights ``w_i`` the outer product is ``sum_i w_i s_i s_i'`` and, for fweights, ``n`` is
+``sum_i w_i``; with sampling weights (``pweight``, robust by default, as in Stata) the meat
+is ``sum_i (w_i s_i)(w_i s_i)'``; cluster sums are ``u_g = sum_{i in g} w_i s_i``. With
+``group=`` the units are the groups (their scores summed over their rows).
+
+Under constraints (``theta = T phi + c``) every formula is applied to the free parameters
+(``T' H T``, scores ``S T``) and mapped back as ``T V_phi T'``: a parameter fixed at a value
+gets variance 0, tied ones the same variance.
+
 Because the transformation to Stata's reporting scale is applied afterwards by the delta
 method (``J V J'``, ``J`` diagonal), the sandwich computed on the optimiser's scale gives the
 same reported covariance as a sandwich computed on the reported scale.
@@ -32,7 +42,7 @@ import numpy as np
 from scipy import linalg
 
 from bayesfmm.errors import IdentificationWarning, SpecificationError
-from bayesfmm.likelihood import MixtureProblem, row_scores
+from bayesfmm.likelihood import MixtureProblem, unit_scores
 
 __all__ = [
     "VCE_TYPES",
@@ -110,21 +120,49 @@ def covariance(
     """
     if vce not in VCE_TYPES:
         raise SpecificationError(f"vce={vce!r} is not available; choose from {', '.join(VCE_TYPES)}")
+    T = problem.layout.transform
+    cov, note = _free_covariance(problem, result, vce, clusters, T)
+    if T is None:
+        return cov, note
+    full = T @ cov @ T.T
+    return (full + full.T) / 2, note
+
+
+def _free_covariance(problem, result, vce, clusters, T) -> tuple[np.ndarray, str]:
+    """The covariance of the free parameters (``theta`` itself without constraints)."""
+    hessian = result.hessian if T is None else T.T @ result.hessian @ T
     if vce == "oim":
-        return observed_information_covariance(result.hessian)
-    scores = row_scores(problem, result.theta)
+        return observed_information_covariance(hessian)
+    scores = unit_scores(problem, result.theta)
+    if T is not None:
+        scores = scores @ T
+    weights = problem.design.unit_weights
+    weight_type = problem.design.weight_type
     if vce == "opg":
-        return _inverse(scores.T @ scores, "the outer product of the gradients")
-    bread, note = observed_information_covariance(result.hessian)
+        if weight_type == "pweight":
+            raise SpecificationError("vce='opg' is not allowed with sampling weights (pweight); use vce='robust'")
+        weighted = scores if weights is None else scores * np.sqrt(weights)[:, None]
+        return _inverse(weighted.T @ weighted, "the outer product of the gradients")
+    bread, note = observed_information_covariance(hessian)
     if note:
         return bread, note
-    n = scores.shape[0]
     if vce == "robust":
+        if weights is None:
+            n = scores.shape[0]
+            meat_scores = scores
+        elif weight_type == "fweight":
+            n = float(weights.sum())
+            meat_scores = scores * np.sqrt(weights)[:, None]
+        else:
+            n = int(np.count_nonzero(weights))
+            meat_scores = scores * weights[:, None]
         if n < 2:
             raise SpecificationError("vce='robust' needs at least 2 observations")
-        return sandwich(bread, scores, n / (n - 1)), ""
+        return sandwich(bread, meat_scores, n / (n - 1)), ""
     if clusters is None:
         raise SpecificationError("vce='cluster' needs cluster='column'")
+    if weights is not None:
+        scores = scores * weights[:, None]
     sums = cluster_score_sums(scores, clusters)
     g = sums.shape[0]
     if g < 2:
