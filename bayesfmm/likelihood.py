@@ -399,8 +399,6 @@ def _grouped_score_hessian(problem: MixtureProblem, theta: np.ndarray):
     derivs = _eta_derivatives(problem, ev)
     groups = problem.design.groups
     unit_w = problem.design.unit_weights
-    row_w = problem.row_weights
-    factor = problem.class_row_factor()  # 1 / group size (times the weight)
     count_once = 1.0 / groups.sizes[groups.codes]
     pi = _class_probs(ev)
     r_units = ev.resp_units
@@ -426,21 +424,7 @@ def _grouped_score_hessian(problem: MixtureProblem, theta: np.ndarray):
     H -= S_units.T @ (wu[:, None] * S_units)
     g = wu @ S_units
     # second derivatives: class-model curvature once per group, component curvature per row
-    r = ev.resp
-    for a, ea in enumerate(problem.etas):
-        for b in range(a + 1):
-            eb = problem.etas[b]
-            if ea.kind == "class" and eb.kind == "class":
-                l, m = ea.class_, eb.class_
-                w = pi[:, l] * pi[:, m] - (pi[:, l] if l == m else 0.0)
-                w = w * factor
-            elif ea.kind == "slot" and eb.kind == "slot" and ea.class_ == eb.class_ and ea.component == eb.component:
-                w = r[:, ea.class_] * derivs[(ea.class_, ea.component)][1][ea.slot, eb.slot]
-                if row_w is not None:
-                    w = w * row_w
-            else:
-                continue
-            _add_block(H, ea, eb, w * np.ones(n))
+    H += _expected_curvature(problem, derivs, pi, ev.resp)
     return ev, g, H
 
 
@@ -464,6 +448,32 @@ def unit_scores(problem: MixtureProblem, theta: np.ndarray) -> np.ndarray:
     return groups.sum_rows(_score_matrix(problem, grads, slice(0, problem.n)))
 
 
+def _expected_curvature(problem: MixtureProblem, derivs, pi: np.ndarray, resp: np.ndarray) -> np.ndarray:
+    """``sum_i sum_j r_ij (d2 log pi_ij + d2 log f_ij)`` (p x p), weighted like the log
+    likelihood: the class-model term by :meth:`MixtureProblem.class_row_factor` (once per
+    group), the component terms by the row weights. Nothing else survives in the second
+    derivatives of EM's ``Q``; the grouped Hessian adds its outer products to it."""
+    n, p = problem.n, problem.layout.size
+    row_w = problem.row_weights
+    factor = problem.class_row_factor()
+    class_w = resp.sum(axis=1) if factor is None else resp.sum(axis=1) * factor
+    H = np.zeros((p, p))
+    for a, ea in enumerate(problem.etas):
+        for b in range(a + 1):
+            eb = problem.etas[b]
+            if ea.kind == "class" and eb.kind == "class":
+                l, m = ea.class_, eb.class_
+                w = (pi[:, l] * pi[:, m] - (pi[:, l] if l == m else 0.0)) * class_w
+            elif ea.kind == "slot" and eb.kind == "slot" and ea.class_ == eb.class_ and ea.component == eb.component:
+                w = resp[:, ea.class_] * derivs[(ea.class_, ea.component)][1][ea.slot, eb.slot]
+                if row_w is not None:
+                    w = w * row_w
+            else:
+                continue
+            _add_block(H, ea, eb, w * np.ones(n))
+    return H
+
+
 def complete_data_score_hessian(problem: MixtureProblem, theta: np.ndarray, resp: np.ndarray):
     """Gradient and Hessian of EM's ``Q(theta) = sum_i w_i sum_j r_ij (log pi_ij + log f_ij)``
     with the responsibilities ``resp`` (per row) held fixed; the class-model term counts
@@ -479,23 +489,13 @@ def complete_data_score_hessian(problem: MixtureProblem, theta: np.ndarray, resp
     total = resp.sum(axis=1)
     q_rows = (resp * ev.log_density).sum(axis=1) * comp_w + (resp * ev.log_classprob).sum(axis=1) * class_w
     g = np.zeros(p)
-    H = np.zeros((p, p))
-    for a, ea in enumerate(problem.etas):
+    for ea in problem.etas:
         if ea.kind == "class":
             wa = (resp[:, ea.class_] - pi[:, ea.class_] * total) * class_w
         else:
             wa = resp[:, ea.class_] * derivs[(ea.class_, ea.component)][0][ea.slot] * comp_w
         g[ea.cols] += (wa @ ea.X) if not ea.intercept_only else wa.sum()
-        for b in range(a + 1):
-            eb = problem.etas[b]
-            if ea.kind == "class" and eb.kind == "class":
-                l, m = ea.class_, eb.class_
-                w = (pi[:, l] * pi[:, m] - (pi[:, l] if l == m else 0.0)) * total * class_w
-            elif ea.kind == "slot" and eb.kind == "slot" and ea.class_ == eb.class_ and ea.component == eb.component:
-                w = resp[:, ea.class_] * derivs[(ea.class_, ea.component)][1][ea.slot, eb.slot] * comp_w
-            else:
-                continue
-            _add_block(H, ea, eb, w * np.ones(n))
+    H = _expected_curvature(problem, derivs, pi, resp)
     value = float(q_rows.sum())
     return (value if np.isfinite(value) else -np.inf), g, H
 

@@ -315,7 +315,7 @@ def start_points(
     ``columns`` holds the estimation rows of the ``classid`` column (n,) or the ``classpr``
     columns (n x k).
     """
-    n, k = problem.n, problem.k
+    k = problem.k
     index = problem.design.index
     method = spec.method
     if method == "default":
