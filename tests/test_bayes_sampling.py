@@ -45,6 +45,9 @@ def test_quick_chains_agree_and_match_ml(quick, stamp_normal3):
     z = (quick.params - ml) / quick.bse
     assert np.all(np.abs(z) < 3), z
     assert quick.idata.posterior.sizes["chain"] == 2 and quick.idata.posterior.sizes["draw"] == 300
+    # init="ml" also tried 10 random starts; none beats Stata's optimum, so the default fit is used
+    assert quick.ml.starts.method == "default" and quick.ml.llf == pytest.approx(stamp_normal3.llf, abs=1e-9)
+    assert quick.timing["ml_s"] > 0
 
 
 def test_ordering_holds_in_every_draw(quick):
@@ -190,6 +193,34 @@ def test_stamp_ten_seeds(stamp, stamp_normal3):
     elapsed = time.perf_counter() - start
     print(f"10 seeds in {elapsed:.0f} s")
     assert not failures, failures
+
+
+def test_chain_start_depends_on_the_chain_seed_not_the_call_order(quick, stamp, monkeypatch):
+    """nutpie asks each chain's thread for its start with the chain's seed, in whatever
+    order the threads run: the start must be a function of that seed (handing starts out
+    in call order swapped them between chains now and then, and a seed's draws changed)."""
+    import nutpie
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def fake_sample(compiled, **kwargs):
+        order = seen.pop()
+        seen.append({seed: compiled.initial_point_func(seed) for seed in order})
+        raise Stop
+
+    monkeypatch.setattr(nutpie, "sample", fake_sample)
+    results = []
+    for order in ([11, 22, 33], [33, 11, 22]):
+        seen.append(order)
+        with pytest.raises(Stop):
+            bf.FMM("thickness ~ 1", k=3).sample(stamp, draws=300, tune=300, chains=2, random_seed=20, progressbar=False)
+        results.append(seen.pop())
+    for seed in (11, 22, 33):
+        np.testing.assert_array_equal(results[0][seed], results[1][seed])
+    assert not np.array_equal(results[0][11], results[0][22])
 
 
 def test_same_seed_same_draws_and_compiled_model_reused(quick, stamp):

@@ -18,7 +18,7 @@ auxiliary, optimiser scale (``errvar``)   Normal(pooled value, 2)
 ``s`` is the standard deviation of the working response ``eta + d / (-h)`` of the slot at
 the pooled fit (``d``, ``h``: the family's first and second eta-derivatives); for a
 gaussian mean it is ``sd(y)``, so the coefficient prior is the familiar
-``2.5 sd(y) / sd(x)``. It needs no family by name.
+``2.5 sd(y) / sd(x)`` for an ``x`` without outliers. It needs no family by name.
 
 ``spread(x)`` is the smaller of ``sd(x)`` and ``IQR(x) / 1.349`` (the normal distribution's
 ratio, so both estimate the sd on normal data; quartiles as order statistics, so a 0/1
