@@ -28,6 +28,8 @@ from scipy import optimize, special, stats
 import bayesfmm as bf
 from bayesfmm.likelihood import loglike
 
+from test_families_issue4 import SURVIVAL, _scipy_survival  # one scipy oracle for both files
+
 LLF_ATOL, COEF_RTOL, COEF_ATOL = 1e-6, 1e-5, 1e-8
 N = 500
 
@@ -246,31 +248,6 @@ def test_pointmass_plus_tpoisson_is_the_logit_hurdle(covariates):
 
 
 # -- survival ------------------------------------------------------------------------------
-def _survival_law(distribution, metric, eta, aux):
-    """scipy law and arguments in the family's parameterisation (``aux`` its auxiliary)."""
-    if distribution == "exponential":
-        return stats.expon, dict(scale=np.exp(eta if metric == "aft" else -eta))
-    s = np.exp(aux)
-    if distribution == "weibull":
-        return stats.weibull_min, dict(c=1 / s, scale=np.exp(eta if metric == "aft" else -eta * s))
-    if distribution == "lognormal":
-        return stats.lognorm, dict(s=np.exp(0.5 * aux), scale=np.exp(eta))
-    if distribution == "loglogistic":
-        return stats.fisk, dict(c=1 / s, scale=np.exp(eta))
-    return stats.gamma, dict(a=1 / s, scale=s * np.exp(eta))
-
-
-SURVIVAL = [
-    ("exponential", "ph"),
-    ("exponential", "aft"),
-    ("weibull", "ph"),
-    ("weibull", "aft"),
-    ("lognormal", "aft"),
-    ("loglogistic", "aft"),
-    ("gamma", "aft"),
-]
-
-
 @pytest.fixture(scope="module")
 def survival_data():
     rng = np.random.default_rng(77)
@@ -289,7 +266,7 @@ def test_streg_equals_scipy(survival_data, distribution, metric):
     has_aux = distribution != "exponential"
 
     def negll(p):
-        law, args = _survival_law(distribution, metric, X @ p[:2], p[2] if has_aux else 0.0)
+        law, args = _scipy_survival(distribution, metric, None, X @ p[:2], p[2] if has_aux else 0.0)
         sf = law.logsf(t, **args)
         if distribution == "loglogistic":  # scipy's fisk.logsf is log(1 - cdf)
             sf = -np.logaddexp(0.0, args["c"] * (np.log(t) - np.log(args["scale"])))
