@@ -194,3 +194,39 @@ def test_sbc_two_class_gaussian_mixture():
     assert res.n_replicates >= 95, res.failures  # a few failed fits are tolerated, not more
     assert res.bins == 20 if res.n_replicates == 100 else res.bins >= 10
     assert (res.pvalues > 0.01).all(), res
+
+
+
+def test_sbc_chain_start_depends_on_the_chain_seed_not_the_call_order(monkeypatch):
+    """SBC's compiled-once path starts chains as model.sample does: each chain's start is a
+    function of its nutpie seed, whatever order nutpie's threads ask in (it used to hand
+    the starts out in call order, so a thread race could swap them between chains)."""
+    import pandas as pd
+
+    pytest.importorskip("nutpie")
+    import nutpie
+
+    from bayesfmm.bayes.sample import build_model
+    from bayesfmm.bayes.sbc import _CompiledOnce
+
+    class Stop(Exception):
+        pass
+
+    rng = np.random.default_rng(5)
+    data = pd.DataFrame({"y": np.concatenate([rng.normal(0, 1, 60), rng.normal(3, 1, 40)])})
+    spec = bf.FMM("y ~ 1", k=2)
+    once = _CompiledOnce(build_model(spec, data), spec)
+    orders = [[7, 8, 9], [9, 7, 8]]
+    seen = []
+
+    def fake_sample(compiled, **kwargs):
+        seen.append({seed: compiled.initial_point_func(seed) for seed in orders[len(seen)]})
+        raise Stop
+
+    monkeypatch.setattr(nutpie, "sample", fake_sample)
+    for _ in orders:
+        with pytest.raises(Stop):
+            once.sample(data, ["y"], draws=10, tune=10, chains=3, rng=np.random.default_rng(1))
+    for seed in (7, 8, 9):
+        np.testing.assert_array_equal(seen[0][seed], seen[1][seed])
+    assert not np.array_equal(seen[0][7], seen[0][8])  # jittered: chains start apart

@@ -36,7 +36,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from bayesfmm.results import MLResults
     from bayesfmm.spec import FMM
 
-__all__ = ["SAMPLERS", "INITS", "sample", "map_estimate", "ml_starts", "build_model", "clear_compile_cache"]
+__all__ = [
+    "SAMPLERS", "INITS", "sample", "map_estimate", "ml_starts", "build_model", "clear_compile_cache",
+    "seeded_initial_point",
+]
 
 SAMPLERS = ("nutpie", "pymc", "numpyro")
 INITS = ("ml", "pymc")
@@ -202,6 +205,28 @@ def clear_compile_cache() -> None:
     _COMPILED.clear()
 
 
+def seeded_initial_point(start_for, flat) -> tuple[Any, dict[int, np.ndarray]]:
+    """nutpie's ``initial_point_func`` from ``start_for(chain_seed) -> theta``.
+
+    nutpie's chain threads ask for their initial points with their own seeds, in whatever
+    order they run: a start that is a function of the seed alone (not of the order of the
+    calls) keeps a seed's draws the same from run to run. ``flat(theta)`` maps ``theta`` to
+    the unconstrained vector nutpie samples. Returns the function and the dict of starts
+    it handed out (``theta`` by chain seed), filled as the chains start.
+    """
+    used: dict[int, np.ndarray] = {}
+    lock = threading.Lock()
+
+    def initial_point(chain_seed=None) -> np.ndarray:
+        key = 0 if chain_seed is None else int(chain_seed)
+        with lock:
+            if key not in used:
+                used[key] = start_for(key)
+            return np.asarray(flat(used[key]), dtype=float).copy()
+
+    return initial_point, used
+
+
 def _run_nutpie(built, start_for, draws, tune, chains, cores, seed, progressbar, kwargs, cache_key=None):
     """Sample with nutpie; ``start_for(chain_seed)`` gives a chain's starting ``theta``.
 
@@ -229,15 +254,7 @@ def _run_nutpie(built, start_for, draws, tune, chains, cores, seed, progressbar,
     compile_s = time.perf_counter() - t0
     used: dict[int, np.ndarray] = {}
     if start_for is not None:
-        lock = threading.Lock()
-
-        def initial_point(chain_seed=None):
-            key = 0 if chain_seed is None else int(chain_seed)
-            with lock:
-                if key not in used:
-                    used[key] = start_for(key)
-                return built.flat_value(used[key]).copy()
-
+        initial_point, used = seeded_initial_point(start_for, built.flat_value)
         compiled = dataclasses.replace(compiled, initial_point_func=initial_point)
     if "max_treedepth" in kwargs:
         kwargs["maxdepth"] = kwargs.pop("max_treedepth")

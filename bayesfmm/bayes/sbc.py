@@ -609,30 +609,27 @@ class _CompiledOnce:
 
     def sample(self, data: pd.DataFrame, responses: list[str], draws: int, tune: int, chains: int, rng):
         import dataclasses
-        import itertools
         import os
-        import threading
 
         import nutpie
         from threadpoolctl import threadpool_limits
 
-        from bayesfmm.bayes.sample import ml_starts
+        from bayesfmm.bayes.sample import ml_starts, seeded_initial_point
         from bayesfmm.errors import ConvergenceError
 
         y = data[responses[0]].to_numpy(dtype=float) if len(responses) == 1 else data[responses].to_numpy(dtype=float)
         compiled = self.compiled.with_data(**{self.SHARED: y})
+        seed = int(rng.integers(2**31))
         try:
             ml = self.spec.fit(data)
         except ConvergenceError:
             ml = None  # nutpie's default initialisation
-        if ml is not None:
-            cycle = itertools.cycle([self._flat(t) for t in ml_starts(self.built, ml, chains, rng)])
-            lock = threading.Lock()
+        if ml is not None:  # each chain's start a function of its own seed, as in model.sample
 
-            def initial_point(seed=None):
-                with lock:
-                    return next(cycle).copy()
+            def start_for(chain_seed: int) -> np.ndarray:
+                return ml_starts(self.built, ml, 1, np.random.default_rng([seed, chain_seed]))[0]
 
+            initial_point, _ = seeded_initial_point(start_for, self._flat)
             compiled = dataclasses.replace(compiled, initial_point_func=initial_point)
         with threadpool_limits(limits=1):
             trace = nutpie.sample(
@@ -641,7 +638,7 @@ class _CompiledOnce:
                 tune=tune,
                 chains=chains,
                 cores=min(chains, os.cpu_count() or 1),
-                seed=int(rng.integers(2**31)),
+                seed=seed,
                 progress_bar=False,
             )
         return trace.posterior
