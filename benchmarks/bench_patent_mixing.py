@@ -53,7 +53,7 @@ if str(REPO) not in sys.path:
 
 import bayesfmm as bf  # noqa: E402
 from bayesfmm.bayes.identify import relabel_to_order  # noqa: E402
-from bayesfmm.bayes.sample import _ml_fit, build_model, ml_starts, seeded_initial_point  # noqa: E402
+from bayesfmm.bayes.sample import _ml_fit, build_model, ml_start_for, seeded_initial_point  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "bench_patent_mixing.csv"
 RHAT_MAX = 1.01
@@ -99,15 +99,6 @@ def _theta_from_flat(built, flat: np.ndarray) -> np.ndarray:
             value = np.cumsum(np.concatenate([value[..., :1], np.exp(value[..., 1:])], axis=-1), axis=-1)
         theta[..., g.positions] = value
     return theta
-
-
-def _start_for(built, ml, seed: int):
-    """Chain starts as ``model.sample`` draws them: from the ML fit, by chain seed."""
-
-    def start_for(chain_seed: int) -> np.ndarray:
-        return ml_starts(built, ml, 1, np.random.default_rng([seed, chain_seed]))[0]
-
-    return start_for
 
 
 class Reparameterised:
@@ -166,7 +157,7 @@ class Reparameterised:
         import nutpie
 
         initial_point, _ = seeded_initial_point(
-            _start_for(self.built, ml, seed), lambda t: self.from_flat(self.built.flat_value(t))
+            ml_start_for(self.built, ml, seed), lambda t: self.from_flat(self.built.flat_value(t))
         )
         compiled = dataclasses.replace(self.compiled, initial_point_func=initial_point)
         t0 = time.perf_counter()
@@ -182,7 +173,7 @@ def _flow_sample(built, ml, seed: int, draws: int, tune: int):
 
     compiled = nutpie.compile_pymc_model(built.model, backend="jax", gradient_backend="jax").with_transform_adapt()
 
-    initial_point, _ = seeded_initial_point(_start_for(built, ml, seed), built.flat_value)
+    initial_point, _ = seeded_initial_point(ml_start_for(built, ml, seed), built.flat_value)
     compiled = dataclasses.replace(compiled, _make_initial_points=initial_point)
     t0 = time.perf_counter()
     idata = nutpie.sample(compiled, draws=draws, tune=tune, chains=4, cores=min(4, os.cpu_count() or 1),

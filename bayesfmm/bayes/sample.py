@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "SAMPLERS", "INITS", "sample", "map_estimate", "ml_starts", "build_model", "clear_compile_cache",
-    "seeded_initial_point",
+    "ml_start_for", "seeded_initial_point",
 ]
 
 SAMPLERS = ("nutpie", "pymc", "numpyro")
@@ -205,6 +205,16 @@ def clear_compile_cache() -> None:
     _COMPILED.clear()
 
 
+def ml_start_for(built: BuiltModel, ml: "MLResults", seed: int, jitter: float = 1.0):
+    """``start_for(chain_seed) -> theta``: one :func:`ml_starts` draw from a stream seeded
+    by the sampler's ``seed`` and the chain's own seed (for :func:`seeded_initial_point`)."""
+
+    def start_for(chain_seed: int) -> np.ndarray:
+        return ml_starts(built, ml, 1, np.random.default_rng([seed, chain_seed]), jitter)[0]
+
+    return start_for
+
+
 def seeded_initial_point(start_for, flat) -> tuple[Any, dict[int, np.ndarray]]:
     """nutpie's ``initial_point_func`` from ``start_for(chain_seed) -> theta``.
 
@@ -369,12 +379,8 @@ def sample(
     with _thread_limit():
         if sampler == "nutpie":
             key = model_key(spec, data, priors, order)
-            start_for = None
-            if ml is not None:  # each chain's start drawn from its own seed (see _run_nutpie)
-
-                def start_for(chain_seed: int) -> np.ndarray:
-                    return ml_starts(built, ml, 1, np.random.default_rng([seed, chain_seed]), jitter)[0]
-
+            # each chain's start drawn from its own seed (see seeded_initial_point)
+            start_for = ml_start_for(built, ml, seed, jitter) if ml is not None else None
             idata, compile_s, sample_s, used = _run_nutpie(
                 built, start_for, draws, tune, chains, cores, seed, show, kwargs, key
             )

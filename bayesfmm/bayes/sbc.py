@@ -614,7 +614,7 @@ class _CompiledOnce:
         import nutpie
         from threadpoolctl import threadpool_limits
 
-        from bayesfmm.bayes.sample import ml_starts, seeded_initial_point
+        from bayesfmm.bayes.sample import ml_start_for, seeded_initial_point
         from bayesfmm.errors import ConvergenceError
 
         y = data[responses[0]].to_numpy(dtype=float) if len(responses) == 1 else data[responses].to_numpy(dtype=float)
@@ -625,11 +625,7 @@ class _CompiledOnce:
         except ConvergenceError:
             ml = None  # nutpie's default initialisation
         if ml is not None:  # each chain's start a function of its own seed, as in model.sample
-
-            def start_for(chain_seed: int) -> np.ndarray:
-                return ml_starts(self.built, ml, 1, np.random.default_rng([seed, chain_seed]))[0]
-
-            initial_point, _ = seeded_initial_point(start_for, self._flat)
+            initial_point, _ = seeded_initial_point(ml_start_for(self.built, ml, seed), self._flat)
             compiled = dataclasses.replace(compiled, initial_point_func=initial_point)
         with threadpool_limits(limits=1):
             trace = nutpie.sample(
