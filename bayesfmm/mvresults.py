@@ -1,0 +1,164 @@
+"""Results of multivariate normal components (``family="mvnormal"``): each class's
+covariance matrix on the reported scale, per-class means, and the classification.
+
+The parameters of a ``mvnormal`` component are the entries of the inverse Cholesky factor
+of its covariance (see :mod:`bayesfmm.families.mvnormal`); :func:`covariance_table` maps
+them to the variances, covariances and correlations with delta-method standard errors
+(confidence intervals built on the log scale for variances and on Fisher's ``atanh``
+scale for correlations, so they stay in range).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+
+from bayesfmm.errors import SpecificationError
+from bayesfmm.families.mvnormal import covariance_from_theta
+from bayesfmm.likelihood import component_etas, evaluate
+from bayesfmm.ops import NUMPY_OPS
+from bayesfmm.postestimation import _problem_for, delta_method
+from bayesfmm.survey import critical_value, design_df
+
+__all__ = ["covariance_table", "covariance_matrices", "class_means", "classify"]
+
+
+def _mv_components(problem) -> Iterator[tuple[int, int, Any]]:
+    found = False
+    for j, comps in enumerate(problem.design.classes):
+        for c, comp in enumerate(comps):
+            if comp.family.name == "mvnormal" and "responses" in comp.family.options:
+                found = True
+                yield j, c, comp
+    if not found:
+        raise SpecificationError("the model has no mvnormal component (family='mvnormal', 'y1 + y2 ~ x')")
+
+
+def _sigma(problem, theta: np.ndarray, j: int, c: int, comp) -> np.ndarray:
+    family = comp.family
+    d = len(family.options["responses"])
+    aux = [
+        theta[problem.layout.slot_block(j + 1, c, s).slice]
+        for s, slot in enumerate(family.slots)
+        if not slot.linear
+    ]
+    return covariance_from_theta(aux, d, family.options["covariance"])
+
+
+def covariance_matrices(res, theta: np.ndarray | None = None) -> dict[int, pd.DataFrame]:
+    """Each class's covariance matrix (class number -> DataFrame over the responses).
+
+    Examples
+    --------
+    >>> import bayesfmm as bf
+    >>> faithful = bf.datasets.load("faithful")
+    >>> res = bf.FMM("eruptions + waiting ~ 1", family="mvnormal", k=1).fit(faithful)
+    >>> round(float(covariance_matrices(res)[1].loc["waiting", "waiting"]), 2)
+    184.14
+    """
+    theta = res.theta if theta is None else theta
+    out = {}
+    for j, c, comp in _mv_components(res.problem):
+        names = list(comp.family.options["responses"])
+        out[j + 1] = pd.DataFrame(_sigma(res.problem, theta, j, c, comp), index=names, columns=names)
+    return out
+
+
+def _entries(names: list[str], sigma: np.ndarray) -> tuple[list[str], list[str], np.ndarray]:
+    d = len(names)
+    labels, kinds, values = [], [], []
+    for i in range(d):
+        for m in range(i + 1):
+            if i == m:
+                labels.append(f"var({names[i]})")
+                kinds.append("var")
+                values.append(sigma[i, i])
+            else:
+                labels.append(f"cov({names[m]},{names[i]})")
+                kinds.append("cov")
+                values.append(sigma[m, i])
+    for i in range(d):
+        for m in range(i):
+            labels.append(f"corr({names[m]},{names[i]})")
+            kinds.append("corr")
+            values.append(sigma[m, i] / np.sqrt(sigma[i, i] * sigma[m, m]))
+    return labels, kinds, np.array(values)
+
+
+def covariance_table(res, alpha: float = 0.05) -> pd.DataFrame:
+    """Variances, covariances and correlations of each class with delta-method standard
+    errors and confidence intervals, indexed by (``class``, ``parameter``).
+
+    Examples
+    --------
+    >>> import bayesfmm as bf
+    >>> faithful = bf.datasets.load("faithful")
+    >>> res = bf.FMM("eruptions + waiting ~ 1", family="mvnormal", k=1).fit(faithful)
+    >>> covariance_table(res).loc[(1, "corr(eruptions,waiting)"), "coef"].round(4)
+    np.float64(0.9008)
+    """
+    problem = res.problem
+    z = critical_value(alpha, design_df(res))
+    frames = []
+    for j, c, comp in _mv_components(problem):
+        names = list(comp.family.options["responses"])
+        labels, kinds, _ = _entries(names, _sigma(problem, res.theta, j, c, comp))
+
+        def values(theta, j=j, c=c, comp=comp, names=names):
+            return _entries(names, _sigma(problem, theta, j, c, comp))[2]
+
+        value, se = delta_method(values, res.theta, res.cov_theta)
+        kinds_arr = np.array(kinds)
+        lower, upper = value - z * se, value + z * se
+        with np.errstate(divide="ignore", invalid="ignore"):
+            var = kinds_arr == "var"
+            lower[var] = value[var] * np.exp(-z * se[var] / value[var])
+            upper[var] = value[var] * np.exp(z * se[var] / value[var])
+            cor = kinds_arr == "corr"
+            fz, fse = np.arctanh(value[cor]), se[cor] / (1 - value[cor] ** 2)
+            lower[cor], upper[cor] = np.tanh(fz - z * fse), np.tanh(fz + z * fse)
+        index = pd.MultiIndex.from_tuples([(j + 1, lab) for lab in labels], names=["class", "parameter"])
+        frames.append(pd.DataFrame({"coef": value, "std_err": se, "lower": lower, "upper": upper}, index=index))
+    return pd.concat(frames)
+
+
+def class_means(res, data: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The mean of every response in every class, per row: columns (``class``, response).
+
+    Examples
+    --------
+    >>> import bayesfmm as bf
+    >>> faithful = bf.datasets.load("faithful")
+    >>> res = bf.FMM("eruptions + waiting ~ 1", family="mvnormal", k=1).fit(faithful)
+    >>> class_means(res).iloc[0].round(2).tolist()
+    [3.49, 70.9]
+    """
+    problem = _problem_for(res, data, False)
+    etas = component_etas(problem, res.theta)
+    columns, blocks = [], []
+    for j, c, comp in _mv_components(problem):
+        blocks.append(np.asarray(comp.family.mean(etas[j][c], NUMPY_OPS, comp.extra)) * np.ones((problem.n, 1)))
+        columns += [(j + 1, name) for name in comp.family.options["responses"]]
+    index = pd.MultiIndex.from_tuples(columns, names=["class", "response"])
+    return pd.DataFrame(np.hstack(blocks), index=problem.design.index, columns=index)
+
+
+def classify(res, data: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Posterior class probabilities and the modal class (``"class"`` column, 1-based)
+    of each row (of ``data``, which then needs the responses).
+
+    Examples
+    --------
+    >>> import bayesfmm as bf
+    >>> faithful = bf.datasets.load("faithful")
+    >>> res = bf.FMM("eruptions + waiting ~ 1", family="mvnormal", k=2).fit(faithful)
+    >>> sorted(classify(res)["class"].value_counts().tolist())
+    [97, 175]
+    """
+    problem = _problem_for(res, data, True)
+    resp = np.asarray(evaluate(problem, res.theta).resp)
+    frame = pd.DataFrame(resp, index=problem.design.index, columns=[f"pr{j + 1}" for j in range(problem.k)])
+    frame["class"] = resp.argmax(axis=1) + 1
+    return frame
