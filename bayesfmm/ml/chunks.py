@@ -1,0 +1,159 @@
+"""The EM engine's passes over the data in row chunks sized to the cache.
+
+EM's E-step is :func:`e_step`: the mixture layer (:func:`bayesfmm.mixture.mixture_terms`)
+evaluated block by block of rows (:func:`bayesfmm.mixture.row_chunks`), keeping only the
+responsibilities and the per-unit log likelihood. The M-step of a component without a
+closed form is :func:`component_newton_fit`: weighted Newton steps whose objective, score
+and Hessian (``X_a' diag(w h_ab) X_b``) are each accumulated in one pass over row chunks
+of the component, with step halving. Both compute exactly what the whole-array code
+computes (up to the order of floating-point sums); nothing here names a family.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any, Sequence
+
+import numpy as np
+
+from bayesfmm.design import ComponentDesign
+from bayesfmm.likelihood import Evaluation, MixtureProblem, evaluate
+from bayesfmm.mixture import ROW_CHUNK, _component_rows, mixture_terms, row_chunks
+from bayesfmm.ml.linesearch import step_halving
+from bayesfmm.ml.newton import reflected_newton_step
+from bayesfmm.ops import NUMPY_OPS
+
+__all__ = ["e_step", "component_newton_fit", "component_chunks"]
+
+_COMPONENT_CHUNKS: "weakref.WeakKeyDictionary[ComponentDesign, tuple]" = weakref.WeakKeyDictionary()
+
+
+def e_step(problem: MixtureProblem, theta: np.ndarray) -> Evaluation:
+    """The log likelihood and the responsibilities at ``theta`` (an :class:`Evaluation`
+    without the n x k log densities and the etas, which EM does not read), in row chunks.
+    A grouped problem is evaluated whole (:func:`bayesfmm.likelihood.evaluate`).
+
+    Examples
+    --------
+    >>> import numpy as np, bayesfmm as bf
+    >>> from bayesfmm.likelihood import evaluate
+    >>> res = bf.FMM("thickness ~ 1", k=2).fit(bf.datasets.load("stamp"))
+    >>> bool(np.isclose(e_step(res.problem, res.theta).llf, evaluate(res.problem, res.theta).llf))
+    True
+    """
+    if problem.grouped:
+        return evaluate(problem, theta)
+    theta = np.asarray(theta, dtype=float)
+    n, k = problem.n, problem.k
+    resp = np.empty((n, k), order="F")
+    ll = np.empty(n)
+    log_pi: Any = None
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        for rows, part in row_chunks(problem):
+            terms = mixture_terms(part, theta, NUMPY_OPS)
+            resp[rows] = terms.posterior
+            ll[rows] = terms.ll_units
+            log_pi = terms.log_class_probs
+        w = problem.design.weights
+        llf = float(ll.sum() if w is None else w @ ll)
+    if not np.isfinite(llf):
+        llf = -np.inf
+    log_pi = np.broadcast_to(log_pi, (n, k)) if log_pi is not None and log_pi.ndim == 1 else None
+    return Evaluation(llf, ll, log_pi, None, resp, None)
+
+
+def component_chunks(comp: ComponentDesign, size: int = ROW_CHUNK) -> tuple[tuple[slice, ComponentDesign], ...]:
+    """``(rows, part)`` blocks of a component's rows (views), built once per component."""
+    n = comp.y.shape[0]
+    if n <= size:
+        return ((slice(0, n), comp),)
+    cached = _COMPONENT_CHUNKS.get(comp)
+    if cached is None or cached[0] != size:
+        parts = tuple(
+            (slice(s, min(s + size, n)), _component_rows(comp, slice(s, min(s + size, n)), n))
+            for s in range(0, n, size)
+        )
+        cached = (size, parts)
+        _COMPONENT_CHUNKS[comp] = cached
+    return cached[1]
+
+
+def _offsets(comp: ComponentDesign) -> list[Any]:
+    return [comp.offset if slot.linear else 0.0 for slot in comp.family.slots]
+
+
+def _etas(comp: ComponentDesign, coefs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    return [X @ b + o for X, b, o in zip(comp.slot_designs, coefs, _offsets(comp))]
+
+
+def _objective(chunks, weights: np.ndarray, coefs: Sequence[np.ndarray]) -> float:
+    """``sum_i w_i log f(y_i)`` at ``coefs``, chunk by chunk."""
+    total = 0.0
+    for rows, part in chunks:
+        logf = part.family.logpdf(part.y, _etas(part, coefs), NUMPY_OPS, part.extra)
+        total += float(weights[rows] @ logf)
+    return total
+
+
+def _score_hessian(chunks, weights: np.ndarray, coefs: Sequence[np.ndarray], edges: np.ndarray):
+    """Weighted score ``X_a' (w d_a)`` and Hessian ``X_a' diag(w h_ab) X_b`` of one
+    component, accumulated over its row chunks."""
+    p = int(edges[-1])
+    g = np.zeros(p)
+    H = np.zeros((p, p))
+    for rows, part in chunks:
+        w = weights[rows]
+        d, h = part.family.derivatives(part.y, _etas(part, coefs), part.extra)
+        designs = part.slot_designs
+        for a, Xa in enumerate(designs):
+            ga = slice(edges[a], edges[a + 1])
+            g[ga] += Xa.T @ (w * d[a])
+            for b in range(a + 1):
+                block = Xa.T @ ((w * h[a, b])[:, None] * designs[b])
+                H[ga, edges[b] : edges[b + 1]] += block
+                if a != b:
+                    H[edges[b] : edges[b + 1], ga] += block.T
+    return g, H
+
+
+def component_newton_fit(
+    comp: ComponentDesign, weights: np.ndarray, current: Sequence[np.ndarray], steps: int = 5
+) -> list[np.ndarray]:
+    """Weighted ML fit of a component without a closed form: up to ``steps`` Newton steps
+    (eigenvalue-reflected where the Hessian is not negative definite) with step halving,
+    stopping when a step gains less than ``1e-10 (|Q| + 1)``.
+
+    Examples
+    --------
+    >>> import numpy as np, bayesfmm as bf
+    >>> from bayesfmm.design import build_design
+    >>> d = build_design(bf.FMM("Patents ~ lgRD", family="poisson", k=1), bf.datasets.load("patent"))
+    >>> comp, w = d.classes[0][0], np.ones(d.n)
+    >>> coefs = component_newton_fit(comp, w, [np.zeros(2)], steps=25)
+    >>> X, mu = comp.slot_designs[0], np.exp(comp.slot_designs[0] @ coefs[0])
+    >>> bool(np.max(np.abs(X.T @ (comp.y - mu))) < 1e-6)  # the score vanishes at the fit
+    True
+    """
+    chunks = component_chunks(comp)
+    coefs = [np.array(c, dtype=float) for c in current]
+    sizes = [c.size for c in coefs]
+    edges = np.cumsum([0] + sizes)
+
+    def split(flat):
+        return [flat[edges[a] : edges[a + 1]] for a in range(len(sizes))]
+
+    def objective(flat):
+        return _objective(chunks, weights, split(flat)), None
+
+    value = _objective(chunks, weights, coefs)
+    for _ in range(steps):
+        g, H = _score_hessian(chunks, weights, coefs, edges)
+        step = reflected_newton_step(g, H)
+        found = step_halving(objective, np.concatenate(coefs), step, value, max_halvings=30, offset=0.0)
+        if not found.accepted:
+            break
+        improved = found.value - value
+        coefs, value = split(found.x), found.value
+        if improved < 1e-10 * (abs(value) + 1):
+            break
+    return coefs
