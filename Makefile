@@ -5,7 +5,10 @@
 #   make demo     run examples/stamp.py
 #   make test     run the test suite; extra pytest options go in PYTEST_ARGS, e.g.
 #                 make test PYTEST_ARGS="-k datasets -x"
+#   make lint     ruff over the package, tests, benchmarks and examples
 #   make bench    run every benchmarks/*.py
+#   make docs     draw the figures and build the documentation site into build/site
+#   make docs-check  make docs, then check every page in headless Chromium
 #   make clean    remove build artefacts, caches and generated outputs (keeps .venv)
 #   make distclean  clean, and remove .venv too
 
@@ -23,10 +26,10 @@ STAMP := $(VENV)/.installed-$(PYPROJECT_SUM)
 VENV_OK := "$(VENV_PY)" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null
 PYTEST_ARGS ?=
 
-.PHONY: help venv demo test bench clean distclean
+.PHONY: help venv demo test test-acceptance lint bench docs docs-check clean distclean
 
 help:
-	@sed -n '1,12s/^# \{0,1\}//p' Makefile
+	@sed -n '1,15s/^# \{0,1\}//p' Makefile
 
 venv:
 	@if [ -f "$(STAMP)" ] && $(VENV_OK); then exit 0; fi; \
@@ -53,6 +56,24 @@ test: venv
 	@OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$(VENV_PY)" -m pytest $(PYTEST_ARGS) || { rc=$$?; \
 		if [ $$rc -eq 5 ]; then echo "pytest: no tests collected (exit 5), treated as success"; exit 0; fi; \
 		exit $$rc; }
+
+# The issues' acceptance runs of many seeds (marker `acceptance`), left out of `make test`.
+test-acceptance: venv
+	@OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$(VENV_PY)" -m pytest -m acceptance $(PYTEST_ARGS)
+
+lint: venv
+	"$(VENV_PY)" -m ruff check bayesfmm tests benchmarks examples
+
+# The site: mkdocs-material + mkdocstrings (the `docs` extra, installed here when missing),
+# strict (warnings are errors). docs/development.md says how it is checked.
+docs: venv
+	@"$(VENV_PY)" -c 'import mkdocs, material, mkdocstrings_handlers.python' 2>/dev/null || \
+		"$(VENV_PY)" -m pip install --disable-pip-version-check --progress-bar off -e ".[docs]"
+	"$(VENV_PY)" tools/docs_figures.py
+	NO_MKDOCS_2_WARNING=1 "$(VENV_PY)" -m mkdocs build --strict
+
+docs-check: docs
+	"$(VENV_PY)" tools/check_site.py build/site build/docs-screenshots
 
 bench: venv
 	@found=0; for script in benchmarks/*.py; do \

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from bayesfmm import datasets, plotting
+from bayesfmm import (
+    bayes,  # priors, BayesResults, compare; no PyMC import
+    datasets,
+    plotting,
+)
+from bayesfmm.bayes.results import BayesResults
+from bayesfmm.bayes.sbc import sbc  # imports neither pytensor nor PyMC
+from bayesfmm.bootstrap import BootstrapLRT, bootstrap_lrt
 from bayesfmm.errors import (
     ConvergenceError,
     ConvergenceWarning,
@@ -12,20 +19,25 @@ from bayesfmm.errors import (
     SpecificationError,
 )
 from bayesfmm.families import Family, Slot, family_names, get_family, register_family
-from bayesfmm.spec import FMM, Component
-from bayesfmm.selection import SelectionResult, select  # noqa: E402  (after spec)
-from bayesfmm.bootstrap import BootstrapLRT, bootstrap_lrt  # noqa: E402
-from bayesfmm.simulate import simulate  # noqa: E402  (the function shadows the module name)
-from bayesfmm.inference import lrtest  # noqa: E402
-from bayesfmm.bayes.sbc import sbc  # noqa: E402  (imports neither pytensor nor PyMC)
-from bayesfmm import bayes  # noqa: E402  (priors, BayesResults, compare; no PyMC import)
-from bayesfmm.bayes.results import BayesResults  # noqa: E402
+from bayesfmm.inference import lrtest
+from bayesfmm.model import FMM
+from bayesfmm.persist import load
+from bayesfmm.selection import SelectionResult, select
+from bayesfmm.simulate import simulate  # the function shadows the module name
+from bayesfmm.spec import Component, ModelSpec
+from bayesfmm.stata import from_stata, to_stata  # Stata fmm syntax <-> FMM
+from bayesfmm.survey import SurveyDesign
 
 __version__ = "0.1.0"
 
 __all__ = [
     "FMM",
+    "from_stata",
+    "to_stata",
+    "load",
     "Component",
+    "ModelSpec",
+    "SurveyDesign",
     "datasets",
     "plotting",
     "Family",

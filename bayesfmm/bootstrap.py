@@ -31,7 +31,9 @@ import numpy as np
 import pandas as pd
 
 from bayesfmm.errors import ConvergenceError, DataWarning, SpecificationError
-from bayesfmm.parallel import run_tasks, spec_from_state, spec_state
+from bayesfmm.model import FMM
+from bayesfmm.parallel import run_tasks
+from bayesfmm.plotting import _new_axes
 from bayesfmm.selection import (
     FAILED_START_ERRORS,
     ModelArg,
@@ -101,8 +103,6 @@ class BootstrapLRT:
 
     def plot(self, ax: "Axes | None" = None, bins: int | str = "auto") -> "Axes":
         """Histogram of the bootstrap statistics, the observed one as a vertical line."""
-        from bayesfmm.plotting import _new_axes
-
         if ax is None:
             ax = _new_axes()
         values = self.boot_statistics[np.isfinite(self.boot_statistics)]
@@ -125,9 +125,8 @@ class BootstrapLRT:
         )
 
 
-def _null_fit(state: Any, data: pd.DataFrame, truth: pd.Series, fit_options: Mapping[str, Any]) -> float:
+def _null_fit(spec: FMM, data: pd.DataFrame, truth: pd.Series, fit_options: Mapping[str, Any]) -> float:
     """llf of the k-class refit from the true parameters; the default start if that fails."""
-    spec = spec_from_state(state)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -136,13 +135,13 @@ def _null_fit(state: Any, data: pd.DataFrame, truth: pd.Series, fit_options: Map
                 return float(res.llf)
         except FAILED_START_ERRORS:
             pass
-    outcome = fit_start(state, data, spec.k, 0, "default", None, fit_options, 0.0, keep_fields=False)
+    outcome = fit_start(spec, data, spec.k, 0, "default", None, fit_options, 0.0, keep_result=False)
     return outcome.llf if outcome.ok and outcome.converged else math.nan
 
 
 def bootstrap_replicate(
-    null_state: Any,
-    alt_state: Any,
+    null_spec: FMM,
+    alt_spec: FMM,
     data: pd.DataFrame,
     truth: pd.Series,
     b: int,
@@ -157,13 +156,13 @@ def bootstrap_replicate(
     ``llf_k`` is NaN when the k-class refit failed (the replicate is left out);
     ``llf_{k+1}`` is ``-inf`` when no k + 1-class start gave an admissible fit.
     """
-    llf0 = _null_fit(null_state, data, truth, fit_options)
-    k1 = spec_from_state(alt_state).k
+    llf0 = _null_fit(null_spec, data, truth, fit_options)
+    k1 = alt_spec.k
     outcomes = []
     for rep in range(nrep):
         method = "default" if rep == 0 else startvalues
         seed = None if rep == 0 else start_seed(entropy, 2, b, rep)
-        outcomes.append(fit_start(alt_state, data, k1, rep, method, seed, fit_options, minprior, keep_fields=False))
+        outcomes.append(fit_start(alt_spec, data, k1, rep, method, seed, fit_options, minprior, keep_result=False))
     best = best_outcome([o for o in outcomes if o.ok and o.converged])
     return llf0, (best.llf if best is not None else -math.inf)
 
@@ -181,6 +180,7 @@ def bootstrap_lrt(
     startvalues: Any = "randompr",
     minprior: float = 0.05,
     start_method: str | None = None,
+    executor: Any = None,
     **fit_options: Any,
 ) -> BootstrapLRT:
     """Parametric bootstrap test of ``k`` classes (null) against ``k + 1``.
@@ -204,6 +204,11 @@ def bootstrap_lrt(
     n_jobs, progress, start_method
         As in :func:`~bayesfmm.select`: worker processes (``1``: serial), progress bar,
         multiprocessing start method.
+    executor
+        A ``concurrent.futures.Executor`` or Dask ``Client`` for the fits to the data and
+        the replicates (as in :func:`~bayesfmm.select`; results equal the serial run's for
+        the same ``seed``; a failed or lost replicate is named with its index and seed in a
+        :class:`~bayesfmm.tasks.TaskError`).
     nrep
         Starts of each k + 1 fit (the default start plus ``nrep - 1`` random ones) and of
         the two fits to the data.
@@ -237,20 +242,20 @@ def bootstrap_lrt(
     entropy = run_entropy(seed)
     k = int(k)
     observed = select(model, data, k=[k, k + 1], nrep=nrep, seed=entropy, n_jobs=n_jobs, progress=progress,
-                      startvalues=startvalues, minprior=minprior, start_method=start_method, **options)
+                      startvalues=startvalues, minprior=minprior, start_method=start_method, executor=executor,
+                      **options)
     if k not in observed.fits:
         raise ConvergenceError(f"could not fit k = {k} to the data: {observed.table.loc[k, 'note']}")
     null, alternative = observed.fits[k], observed.fits.get(k + 1)
     statistic = 0.0 if alternative is None else max(0.0, 2.0 * (alternative.llf - null.llf))
     alt_spec = model_for(model, k + 1)
-    null_state, alt_state = spec_state(null.spec), spec_state(alt_spec)
     truth = null.params
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)  # shown once by the fits to the data
         samples = [simulate(null, np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(1, b))), data)
                    for b in range(nboot)]
     tasks = [
-        (null_state, alt_state, sample, truth, b, int(nrep), startvalues, entropy, options, minprior)
+        (null.spec, alt_spec, sample, truth, b, int(nrep), startvalues, entropy, options, minprior)
         for b, sample in enumerate(samples)
     ]
     llfs = run_tasks(
@@ -259,8 +264,9 @@ def bootstrap_lrt(
         n_jobs=n_jobs,
         progress=progress,
         description=f"bootstrap k = {k} vs {k + 1}",
-        specs=[null.spec, alt_spec],
         start_method=start_method,
+        executor=executor,
+        labels=[f"replicate b={b} (seed={entropy}, spawn key (1, {b}))" for b in range(nboot)],
     )
     llf0, llf1 = (np.array(v, dtype=float) for v in zip(*llfs))
     valid = np.isfinite(llf0)

@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bayesfmm.errors import SpecificationError
+from bayesfmm.families.base import IDENTITY_SCALE
+from bayesfmm.names import parse_constraints
 
 if TYPE_CHECKING:  # pragma: no cover
     from bayesfmm.design import Design
@@ -176,7 +177,6 @@ def _nested_rows(design: "Design", layout: "ParamLayout", nested) -> list[dict[i
 
 def _transformed(layout: "ParamLayout") -> np.ndarray:
     """Positions whose reported value is a non-linear transform of ``theta`` (``var(e)``)."""
-    from bayesfmm.families.base import IDENTITY_SCALE
 
     mask = np.zeros(layout.size, dtype=bool)
     for block in layout.blocks:
@@ -193,13 +193,10 @@ def _scale_of(layout: "ParamLayout", position: int):
 
 
 def _user_rows(design: "Design", layout: "ParamLayout", texts: tuple[str, ...]) -> list[tuple[dict[int, float], float, str]]:
-    from bayesfmm.inference import parse_constraints
-
-    proxy = SimpleNamespace(layout=layout, k=design.k, design=design)
     transformed = _transformed(layout)
     rows = []
     for text in texts:
-        R, r, _ = parse_constraints(proxy, text)
+        R, r, _ = parse_constraints(layout, text)
         for row, rhs in zip(R, r):
             nonzero = np.flatnonzero(row)
             if nonzero.size == 0:

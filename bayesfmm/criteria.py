@@ -38,6 +38,8 @@ import math
 
 import numpy as np
 
+from bayesfmm.likelihood import evaluate
+
 __all__ = [
     "CRITERIA",
     "information_criteria",
@@ -150,7 +152,5 @@ def fit_criteria(res) -> dict[str, float]:
     >>> bool(abs(fit_criteria(res)["BIC"] - res.bic) < 1e-9)
     True
     """
-    from bayesfmm.likelihood import evaluate
-
     resp = evaluate(res.problem, res.theta).resp
     return information_criteria(res.llf, res.df_model, res.nobs, resp)

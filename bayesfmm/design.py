@@ -8,18 +8,43 @@ The formulaic ``ModelSpec`` of each design is kept so new data can be re-encoded
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from bayesfmm.errors import DataError, DataWarning
-from bayesfmm.families.base import ExtraColumn, Family
-from bayesfmm.spec import FMM, Component
+from bayesfmm.errors import DataError, rows_text
+from bayesfmm.families.base import ExtraColumn, Family, with_response_terms
+from bayesfmm.frame import (
+    Groups,
+    as_frame,
+    check_columns,
+    check_model_names,
+    check_new_levels,
+    check_outcome_levels,
+    check_rank,
+    check_regressor_columns,
+    check_rows,
+    check_unique_columns,
+    drop_missing,
+    drop_unused_categories,
+    extra_column_values,
+    factor_variables,
+    fitted_levels,
+    numeric_column,
+    numeric_columns,
+    numeric_response,
+    plain_dtypes,
+    row_groups,
+    row_weights,
+    sample_columns,
+    unit_clusters,
+)
+from bayesfmm.spec import Component, ModelSpec
+from bayesfmm.survey import SurveySample, survey_rows
 
-__all__ = ["ComponentDesign", "ClassDesign", "Design", "Groups", "build_design", "encode_component", "estimation_rows"]
+__all__ = ["ComponentDesign", "ClassDesign", "Design", "Groups", "build_design", "encode_component"]
 
 
 # Names a formula may call besides formulaic's own transforms (log, exp, center, C, ...):
@@ -55,43 +80,6 @@ class ClassDesign:
 
 
 @dataclass(frozen=True, eq=False)
-class Groups:
-    """Rows grouped into likelihood units (``group=``): all rows of a group share one class.
-
-    ``codes[i]`` is the 0-based group of row ``i``; ``first[g]`` the first row of group ``g``
-    (where its class-model covariates are read); ``sizes[g]`` its row count; ``matrix`` the
-    sparse ``G x n`` indicator that sums rows into groups.
-    """
-
-    column: str
-    codes: np.ndarray
-    labels: pd.Index
-    first: np.ndarray
-    sizes: np.ndarray
-    matrix: Any
-
-    @property
-    def n_groups(self) -> int:
-        return int(self.sizes.size)
-
-    def sum_rows(self, values: np.ndarray) -> np.ndarray:
-        """Sum per-row values (n or n x m) within groups."""
-        return np.asarray(self.matrix @ values)
-
-    @classmethod
-    def from_labels(cls, column: str, values: pd.Series) -> "Groups":
-        from scipy import sparse
-
-        codes, labels = pd.factorize(values, sort=False)
-        n, g = codes.size, len(labels)
-        sizes = np.bincount(codes, minlength=g)
-        first = np.full(g, n, dtype=int)
-        np.minimum.at(first, codes, np.arange(n))
-        matrix = sparse.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(g, n))
-        return cls(column, codes, pd.Index(labels, name=column), first, sizes, matrix)
-
-
-@dataclass(frozen=True, eq=False)
 class Design:
     """Everything the likelihood needs, for ``n`` rows kept after dropping missing values.
 
@@ -100,7 +88,7 @@ class Design:
     with groups they are constant within a group and ``unit_weights`` holds one per group.
     """
 
-    spec: FMM
+    spec: ModelSpec
     n: int
     index: pd.Index
     classes: tuple[tuple[ComponentDesign, ...], ...]
@@ -108,6 +96,11 @@ class Design:
     n_dropped: int = 0
     weights: np.ndarray | None = None
     groups: Groups | None = None
+    cluster: str | None = None  # the cluster column of vce="cluster"
+    clusters: np.ndarray | None = None  # its codes, one per likelihood unit
+    n_clusters: int | None = None
+    start_columns: np.ndarray | None = None  # columns a start method reads (classid, classpr)
+    survey: SurveySample | None = None  # fit(survey=): the design the estimation units lie in
 
     @property
     def n_units(self) -> int:
@@ -121,12 +114,14 @@ class Design:
 
     @property
     def weight_type(self) -> str | None:
-        return None if self.weights is None else self.spec.weight_type
+        if self.weights is None:
+            return None
+        return "pweight" if self.survey is not None else self.spec.weight_type
 
     @property
     def nobs(self) -> int:
         """Observations as Stata counts them: the sum of frequency weights, else rows."""
-        if self.weights is not None and self.spec.weight_type == "fweight":
+        if self.weight_type == "fweight":
             return int(round(float(self.weights.sum())))
         return self.n
 
@@ -150,7 +145,7 @@ def _formula_variables(formula: str) -> list[str]:
     return lhs + rhs
 
 
-def _model_variables(spec: FMM) -> list[str]:
+def _model_variables(spec: ModelSpec) -> list[str]:
     names: dict[str, None] = {}
     formulas = [c.formula for c in spec.components]
     formulas += [c.lcprob for c in spec.components if c.lcprob]
@@ -168,7 +163,7 @@ def _model_variables(spec: FMM) -> list[str]:
     return list(names)
 
 
-def _missing_allowed_responses(spec: FMM) -> set[tuple[str, str]]:
+def _missing_allowed_responses(spec: ModelSpec) -> set[tuple[str, str]]:
     """``(formula, variable)`` of responses whose missing values are information (intreg's
     unbounded lower limit): they must not drop rows."""
     from formulaic import Formula
@@ -194,14 +189,6 @@ def _extra_column_names(comp: Component) -> list[str]:
     return names
 
 
-def _numeric_column(data: pd.DataFrame, column: str, what: str) -> np.ndarray:
-    values = pd.to_numeric(data[column], errors="coerce").to_numpy(dtype=float)
-    bad = np.flatnonzero(~np.isfinite(values))
-    if bad.size:
-        raise DataError(f"{what} column {column!r} must be numeric; rows {_rows(data.index, bad)} are not")
-    return values
-
-
 def _extra_arrays(comp: Component, data: pd.DataFrame, need_response: bool = True) -> dict[str, np.ndarray]:
     """Resolve the family's extra columns (names, constants or ExtraColumn) into arrays.
 
@@ -211,168 +198,43 @@ def _extra_arrays(comp: Component, data: pd.DataFrame, need_response: bool = Tru
     out = {}
     for key, source in comp.family.extra_columns.items():
         if isinstance(source, ExtraColumn):
-            out[key] = _extra_column_values(comp, key, source, data, need_response)
+            out[key] = extra_column_values(comp, key, source, data, need_response)
         elif isinstance(source, str):
-            out[key] = _numeric_column(data, source, f"{key}")
+            out[key] = numeric_column(data, source, f"{key}")
         else:
             out[key] = np.full(len(data), float(source))
     return out
 
 
-def _extra_column_values(
-    comp: Component, key: str, source: ExtraColumn, data: pd.DataFrame, need_response: bool
-) -> np.ndarray:
-    role = source.role or key
-    if not isinstance(source.column, str):
-        return np.full(len(data), float(source.column))
-    column = source.column
-    if column not in data.columns:
-        if source.missing is not None and not need_response:
-            return np.full(len(data), float(source.missing))
-        raise DataError(
-            f"{role} column {column!r} of {comp.family_name} component {comp.formula!r} is not in the data"
-        )
-    raw = data[column]
-    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
-    bad = np.flatnonzero(~np.isfinite(values) & raw.notna().to_numpy())
-    if source.missing is None:
-        bad = np.flatnonzero(~np.isfinite(values))
-    if bad.size:
-        raise DataError(
-            f"{role} column {column!r} must be numeric; rows {_rows(data.index, bad)} hold "
-            f"{raw.iloc[bad[:5]].tolist()}"
-        )
-    if source.missing is not None:
-        values = np.where(np.isnan(values), float(source.missing), values)
-    if source.allowed is not None:
-        bad = np.flatnonzero(~np.isin(values, np.asarray(source.allowed, dtype=float)))
-        if bad.size:
-            allowed = " or ".join(f"{v:g}" for v in source.allowed)
-            raise DataError(
-                f"{role} column {column!r} must hold {allowed}; rows {_rows(data.index, bad)} "
-                f"hold {values[bad[:5]].tolist()}"
-            )
-    return values
-
-
-def _rows(index: pd.Index, positions: np.ndarray, limit: int = 5) -> str:
-    shown = [repr(v) for v in index[positions[:limit]]]
-    more = f" and {positions.size - limit} more" if positions.size > limit else ""
-    return ", ".join(shown) + more
-
-
-def _check_columns(data: pd.DataFrame, variables: list[str]) -> None:
-    missing = [v for v in variables if v not in data.columns]
-    if missing:
-        available = ", ".join(map(str, list(data.columns)[:20]))
-        raise DataError(
-            f"column(s) {', '.join(map(repr, missing))} named in the model are not in the data; "
-            f"available columns: {available}"
-        )
-
-
-def _drop_missing(data: pd.DataFrame, variables: list[str]) -> tuple[pd.DataFrame, int]:
-    na = data[variables].isna()
-    bad = na.any(axis=1).to_numpy()
-    if not bad.any():
-        return data, 0
-    if bad.all():
-        raise DataError(
-            f"every row has a missing value in {', '.join(variables)}: no observations left"
-        )
-    counts = {col: int(na[col].sum()) for col in variables if na[col].any()}
-    detail = ", ".join(f"{col!r} ({cnt})" for col, cnt in counts.items())
-    positions = np.flatnonzero(bad)
-    warnings.warn(
-        f"{positions.size} of {len(data)} rows dropped for missing values in {detail}; "
-        f"rows {_rows(data.index, positions)}",
-        DataWarning,
-        stacklevel=5,
-    )
-    return data.loc[~bad], int(positions.size)
-
-
-def _structure_variables(spec: FMM) -> list[str]:
+def _structure_variables(spec: ModelSpec) -> list[str]:
     """The group and weight columns, which drop rows like model variables."""
     return [c for c in (spec.group, spec.weights) if c is not None]
 
 
-def _all_variables(spec: FMM) -> list[str]:
+def _all_variables(spec: ModelSpec) -> list[str]:
     return list(dict.fromkeys(_model_variables(spec) + _structure_variables(spec)))
 
 
-def estimation_rows(spec: FMM, data: pd.DataFrame) -> np.ndarray:
-    """Boolean mask of the rows :func:`build_design` keeps (no missing model variable), so
-    that columns outside the model (``cluster=``, ``classid``) line up with the design."""
-    return ~data[_all_variables(spec)].isna().any(axis=1).to_numpy()
+def _read_frame(spec: ModelSpec, data: Any, variables: list[str], extra: Sequence[str] = ()) -> pd.DataFrame:
+    """The frame as pandas, its columns checked: present, unique, not reserved, no dates
+    and no stray strings among the regressors (:mod:`bayesfmm.frame`)."""
+    from formulaic import Formula
 
-
-def _weights(spec: FMM, data: pd.DataFrame) -> np.ndarray | None:
-    if spec.weights is None:
-        return None
-    w = _numeric_column(data, spec.weights, "weights")
-    bad = np.flatnonzero(w < 0)
-    if bad.size:
-        raise DataError(
-            f"weights column {spec.weights!r} must be non-negative; rows {_rows(data.index, bad)} hold {w[bad[:5]].tolist()}"
-        )
-    if spec.weight_type == "fweight":
-        bad = np.flatnonzero(w != np.round(w))
-        if bad.size:
-            raise DataError(
-                f"fweight column {spec.weights!r} must hold whole numbers (frequencies); rows "
-                f"{_rows(data.index, bad)} hold {w[bad[:5]].tolist()}; use weight_type='iweight' or 'pweight'"
-            )
-    if not np.any(w > 0):
-        raise DataError(f"weights column {spec.weights!r} is 0 in every row: nothing to fit")
-    return w
-
-
-def _groups(spec: FMM, data: pd.DataFrame, class_designs, weights: np.ndarray | None) -> Groups | None:
-    """Group structure of ``group=``, checking what must be constant within a group."""
-    if spec.group is None:
-        return None
-    groups = Groups.from_labels(spec.group, data[spec.group])
-    codes = groups.codes
-    for cdesign in dict.fromkeys(d for d in class_designs if d is not None):
-        varies = np.any(cdesign.Z != cdesign.Z[groups.first][codes], axis=1)
-        if varies.any():
-            rows = np.flatnonzero(varies)
-            bad_groups = pd.unique(groups.labels[codes[rows]])[:5].tolist()
-            raise DataError(
-                f"class-model covariates {list(cdesign.terms)} vary within groups of {spec.group!r} "
-                f"(groups {bad_groups}; rows {_rows(data.index, rows)}): with group= a whole group "
-                "is in one class, so its class probabilities must be one per group"
-            )
-    if weights is not None:
-        varies = weights != weights[groups.first][codes]
-        if varies.any():
-            rows = np.flatnonzero(varies)
-            raise DataError(
-                f"weights column {spec.weights!r} varies within groups of {spec.group!r} (rows "
-                f"{_rows(data.index, rows)}): with group= the weight is one per group"
-            )
-    return groups
-
-
-def _numeric_response(data: pd.DataFrame, name: str, variables: set[str]) -> None:
-    """Refuse a response column that is not numeric, naming the offending rows."""
-    for var in sorted(variables):
-        column = data[var]
-        if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
-            continue
-        as_number = pd.to_numeric(column, errors="coerce")
-        bad = np.flatnonzero(as_number.isna().to_numpy() & column.notna().to_numpy())
-        if bad.size == 0 and not isinstance(column.dtype, pd.CategoricalDtype):
-            raise DataError(
-                f"response column {var!r} of {name!r} has dtype {column.dtype}; expected numbers"
-            )
-        values = column.iloc[bad[:5]].tolist() if bad.size else column.iloc[:5].tolist()
-        raise DataError(
-            f"response column {var!r} of {name!r} must be numeric; rows "
-            f"{_rows(data.index, bad if bad.size else np.arange(min(5, len(column))))} "
-            f"hold {values}"
-        )
+    data = as_frame(data)
+    check_rows(data)
+    check_columns(data, variables)
+    check_unique_columns(data, [*variables, *extra])
+    roles = []  # (formula, responses, right-hand-side variables)
+    for formula in [c.formula for c in spec.components] + [f for f in (spec.lcprob, *(c.lcprob for c in spec.components)) if f]:
+        parsed, ctx = Formula(formula), set(FORMULA_CONTEXT)
+        lhs = sorted(set(parsed.lhs.required_variables) - ctx) if hasattr(parsed, "lhs") else []
+        rhs = parsed.rhs if hasattr(parsed, "lhs") else parsed
+        roles.append((formula, lhs, sorted(set(rhs.required_variables) - ctx)))
+    check_model_names(roles)
+    factors = [v for formula, _, _ in roles for v in factor_variables(formula)]
+    regressors = [v for _, _, rhs in roles for v in rhs if v in data.columns]
+    check_regressor_columns(data, regressors, factors)
+    return plain_dtypes(data, regressors)
 
 
 def check_support(
@@ -387,7 +249,7 @@ def check_support(
     if bad.size:
         raise DataError(
             f"{family.name} response {name!r} must be {family.support}; rows "
-            f"{_rows(index, bad)} hold {y[bad[:5]].tolist()}"
+            f"{rows_text(index, bad)} hold {y[bad[:5]].tolist()}"
         )
 
 
@@ -397,14 +259,15 @@ def _finite_design(matrix: pd.DataFrame, formula: str, index: pd.Index) -> np.nd
     if bad.size:
         cols = [c for c, ok in zip(matrix.columns, np.isfinite(values[bad]).all(axis=0)) if not ok]
         raise DataError(
-            f"terms {cols} of {formula!r} are not finite in rows {_rows(index, bad)} "
+            f"terms {cols} of {formula!r} are not finite in rows {rows_text(index, bad)} "
             "(a transform such as log of a non-positive value?)"
         )
     return values
 
 
-def encode_component(comp: Component, data: pd.DataFrame, model_spec: Any = None):
-    """Encode one component on ``data``: ``(y, X, terms, offset, model_spec)``."""
+def encode_component(comp: Component, data: pd.DataFrame, model_spec: Any = None, multi: bool = False):
+    """Encode one component on ``data``: ``(y, X, terms, offset, model_spec)``; with
+    ``multi`` (a family of several responses) ``y`` is n x d, one column per response."""
     from formulaic import model_matrix
 
     try:
@@ -422,21 +285,22 @@ def encode_component(comp: Component, data: pd.DataFrame, model_spec: Any = None
         raise
     except Exception as exc:
         raise DataError(f"could not build the design of {comp.formula!r}: {exc}") from None
-    if lhs.shape[1] != 1:
+    if lhs.shape[1] != 1 and not multi:
         raise DataError(
             f"the response of {comp.formula!r} must be one numeric column, got {list(lhs.columns)}"
         )
-    y = _finite_design(lhs, comp.formula, data.index)[:, 0]
+    y = _finite_design(lhs, comp.formula, data.index)
+    y = y if multi else y[:, 0]
     X = _finite_design(rhs, comp.formula, data.index)
     offset = np.zeros(len(data))
     if comp.offset is not None:
-        offset = offset + _numeric_column(data, comp.offset, "offset")
+        offset = offset + numeric_column(data, comp.offset, "offset")
     if comp.exposure is not None:
-        exposure = _numeric_column(data, comp.exposure, "exposure")
+        exposure = numeric_column(data, comp.exposure, "exposure")
         bad = np.flatnonzero(exposure <= 0)
         if bad.size:
             raise DataError(
-                f"exposure column {comp.exposure!r} must be positive; rows {_rows(data.index, bad)} "
+                f"exposure column {comp.exposure!r} must be positive; rows {rows_text(data.index, bad)} "
                 f"hold {exposure[bad[:5]].tolist()}"
             )
         offset = offset + np.log(exposure)
@@ -471,13 +335,16 @@ def _component_design(comp: Component, data: pd.DataFrame) -> ComponentDesign:
 
     family = comp.family
     hook = family.response_hook
-    if hook is None:
+    if hook is None or hook.multi_response:
         lhs_vars = set(Formula(comp.formula).lhs.required_variables) - set(FORMULA_CONTEXT)
-        _numeric_response(data, comp.formula, lhs_vars)
-        y, X, terms, offset, model_spec = encode_component(comp, data)
+        numeric_response(data, comp.formula, lhs_vars)
+        y, X, terms, offset, model_spec = encode_component(comp, data, multi=hook is not None)
+        if hook is not None:  # several responses: the family is bound to their number and names
+            family, y = hook.bind(y, tuple(str(t) for t in Formula(comp.formula).lhs), data.index)
     else:
         response, X, terms, offset, model_spec = _encode_hooked(comp, family, data)
         family, y = hook.bind(data[response], response, data.index)
+        check_outcome_levels(family, comp.response)
     extra = _extra_arrays(comp, data)
     check_support(family, y, comp.response, data.index, extra)
     designs, names = [], []
@@ -504,7 +371,7 @@ def _component_design(comp: Component, data: pd.DataFrame) -> ComponentDesign:
         slot_designs=tuple(designs),
         slot_terms=tuple(names),
         offset=offset,
-        extra=extra,
+        extra=with_response_terms(family, y, extra),  # log y!, log y, ...: once per design
         model_spec=model_spec,
         levels=family.options.get("levels") if hook is not None else None,
     )
@@ -520,11 +387,38 @@ def _class_design(formula: str | None, data: pd.DataFrame) -> ClassDesign:
     except Exception as exc:
         raise DataError(f"could not build the class model {formula!r}: {exc}") from None
     Z = _finite_design(rhs, formula, data.index)
+    check_rank(Z, tuple(map(str, rhs.columns)), formula, "the class model")
     return ClassDesign(Z=Z, terms=tuple(map(str, rhs.columns)), model_spec=rhs.model_spec)
 
 
-def build_design(spec: FMM, data: pd.DataFrame) -> Design:
-    """Validate ``data`` against ``spec`` and encode it.
+def _distinct_up_to(y: np.ndarray, k: int) -> int:
+    """The number of distinct values of ``y``, counted up to ``k`` (k passes at most, no
+    sort: only whether there are fewer than ``k`` is needed)."""
+    seen, rest = 0, y
+    while rest.size and seen < k:
+        rest = rest[rest != rest[0]]
+        seen += 1
+    return seen
+
+
+def build_design(
+    spec: ModelSpec,
+    data: pd.DataFrame,
+    *,
+    cluster: str | None = None,
+    start_columns: Sequence[str] = (),
+    survey: Any = None,
+    subpop: str | None = None,
+) -> Design:
+    """Validate ``data`` against ``spec`` and encode it: the one place the data frame is read.
+
+    ``cluster`` (the column of ``vce="cluster"``) and ``start_columns`` (the columns of
+    ``startvalues=("classid", col)`` or ``("classpr", ...)``) are read too, on the estimation
+    rows; a missing value there is an error rather than a dropped row, so the estimation
+    sample does not depend on ``vce=`` or the start method. ``survey`` (a
+    :class:`~bayesfmm.survey.SurveyDesign`) and ``subpop`` are read by
+    :func:`bayesfmm.survey.survey_rows`: the estimation rows are the subpopulation's, the
+    survey weights become the (sampling) weights.
 
     Examples
     --------
@@ -534,11 +428,15 @@ def build_design(spec: FMM, data: pd.DataFrame) -> Design:
     >>> d.n, d.k
     (485, 3)
     """
-    if not isinstance(data, pd.DataFrame):
-        raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
     variables = _all_variables(spec)
-    _check_columns(data, variables)
-    data, n_dropped = _drop_missing(data, variables)
+    data = _read_frame(spec, data, variables, [c for c in (cluster, *start_columns) if c is not None])
+    sample = None
+    if survey is not None:
+        data, sample = survey_rows(survey, subpop, data, variables)
+    data, n_dropped = drop_missing(data, variables)
+    if len(data) < 2:
+        raise DataError(f"{len(data)} observation(s) (rows {list(data.index)}): a model needs more observations than parameters")
+    data = drop_unused_categories(data, variables)
     built: dict[int, ComponentDesign] = {}
     for i, comp in enumerate(spec.components):
         built[i] = _component_design(comp, data)
@@ -557,25 +455,35 @@ def build_design(spec: FMM, data: pd.DataFrame) -> Design:
             shared[formula] = _class_design(formula, data)
         class_designs.append(shared[formula])
     for cdesign in dict.fromkeys(built.values()):
-        distinct = len(pd.unique(cdesign.y))
+        distinct = _distinct_up_to(cdesign.y, spec.k) if cdesign.y.ndim == 1 else len(np.unique(cdesign.y, axis=0))
         if spec.k > distinct and not spec.hybrid:
             raise DataError(
                 f"response {cdesign.response!r} has {distinct} distinct value(s) but k={spec.k} "
                 "classes were asked for: each class needs distinct responses to be identified"
             )
     n = len(data)
-    if n < 1:
-        raise DataError("no observations")
-    weights = _weights(spec, data)
+    weights = row_weights(spec, data) if sample is None else sample.weights
+    groups = row_groups(spec, data, class_designs, weights)
+    sample = None if sample is None else sample.for_units(groups, data.index)
+    clusters, n_clusters = unit_clusters(data, cluster, groups) if cluster is not None else (None, None)
+    starts = None
+    if start_columns:
+        method = "classid" if len(start_columns) == 1 else "classpr"
+        starts = numeric_columns(sample_columns(data, start_columns, method), method)
     return Design(
         spec=spec,
         n=n,
         index=data.index,
         classes=classes,
         class_designs=tuple(class_designs),
-        n_dropped=n_dropped,
+        n_dropped=n_dropped + (0 if sample is None else sample.n_dropped),
         weights=weights,
-        groups=_groups(spec, data, class_designs, weights),
+        groups=groups,
+        cluster=cluster,
+        clusters=clusters,
+        n_clusters=n_clusters,
+        start_columns=starts,
+        survey=sample,
     )
 
 
@@ -585,10 +493,8 @@ def design_for_new_data(design: Design, data: pd.DataFrame, need_response: bool)
     Columns must be present; when ``need_response`` is false a missing response column is
     filled with a placeholder (only densities and posterior probabilities need ``y``).
     """
-    if not isinstance(data, pd.DataFrame):
-        raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
     spec = design.spec
-    data = data.copy()
+    data = as_frame(data).copy()
     if not need_response:
         from formulaic import Formula
 
@@ -596,24 +502,28 @@ def design_for_new_data(design: Design, data: pd.DataFrame, need_response: bool)
             for comp in comps:
                 for var in set(Formula(comp.component.formula).lhs.required_variables) - set(FORMULA_CONTEXT):
                     if var not in data.columns:
-                        data[var] = comp.y[0]
+                        data[var] = np.ravel(comp.y)[0]
     variables = _model_variables(spec)
-    _check_columns(data, variables)
+    data = _read_frame(spec, data, variables)
     grouped = spec.group is not None and spec.group in data.columns
     if spec.group is not None and need_response and not grouped:
         raise DataError(
             f"the model is grouped by {spec.group!r} (a group's rows share one class), so posterior "
             f"class probabilities and densities on new data need the column {spec.group!r}"
         )
-    data, n_dropped = _drop_missing(data, variables + ([spec.group] if grouped else []))
+    data, n_dropped = drop_missing(data, variables + ([spec.group] if grouped else []))
+    specs = [c.model_spec for comps in design.classes for c in comps] + [c.model_spec for c in design.class_designs if c]
+    check_new_levels(data, fitted_levels(specs))
     built: dict[int, ComponentDesign] = {}
     for comps in design.classes:
         for comp in comps:
             if id(comp) in built:
                 continue
             hook = comp.family.response_hook
-            if hook is None:
-                y, X, terms, offset, _ = encode_component(comp.component, data, comp.model_spec)
+            if hook is None or hook.multi_response:
+                y, X, terms, offset, _ = encode_component(
+                    comp.component, data, comp.model_spec, multi=hook is not None
+                )
             else:  # the fitted family keeps its levels: new data are coded the same way
                 response, X, terms, offset, _ = _encode_hooked(comp.component, comp.family, data, comp.model_spec)
                 if need_response:
@@ -633,7 +543,7 @@ def design_for_new_data(design: Design, data: pd.DataFrame, need_response: bool)
                 slot_designs=designs,
                 slot_terms=comp.slot_terms,
                 offset=offset,
-                extra=extra,
+                extra=with_response_terms(comp.family, y, extra),
                 model_spec=comp.model_spec,
                 levels=comp.levels,
             )
@@ -656,5 +566,5 @@ def design_for_new_data(design: Design, data: pd.DataFrame, need_response: bool)
         n_dropped=n_dropped,
         # new rows are unweighted; with the group column present they are grouped as in the
         # fit (posterior class probabilities per group), else each row stands alone
-        groups=_groups(spec, data, class_designs, None) if grouped else None,
+        groups=row_groups(spec, data, class_designs, None) if grouped else None,
     )

@@ -6,6 +6,8 @@ pandas or pytensor.
 
 from __future__ import annotations
 
+import numbers
+
 __all__ = [
     "SpecificationError",
     "DataError",
@@ -13,6 +15,8 @@ __all__ = [
     "ConvergenceWarning",
     "IdentificationWarning",
     "DataWarning",
+    "rows_text",
+    "check_alpha",
 ]
 
 
@@ -38,3 +42,32 @@ class IdentificationWarning(UserWarning):
 
 class DataWarning(UserWarning):
     """Something was done to the data on the user's behalf (e.g. rows with missing values dropped)."""
+
+
+def rows_text(index, positions, limit: int = 5) -> str:
+    """The labels of the rows at ``positions`` of ``index``, for an error message:
+    ``"3, 17, 'a' and 12 more"``.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> rows_text(pd.RangeIndex(100), np.arange(7))
+    '0, 1, 2, 3, 4 and 2 more'
+    """
+    shown = [repr(v) for v in index[positions[:limit]]]
+    more = f" and {len(positions) - limit} more" if len(positions) > limit else ""
+    return ", ".join(shown) + more
+
+
+def check_alpha(alpha, what: str = "alpha") -> float:
+    """``alpha`` of an interval (0.05 for 95%), refused outside (0, 1) with a hint.
+
+    Examples
+    --------
+    >>> check_alpha(0.1)
+    0.1
+    """
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 < float(alpha) < 1:
+        hint = f" (for a {alpha}% interval write alpha={1 - float(alpha) / 100:.3g})" if isinstance(alpha, numbers.Real) and 50 <= alpha < 100 else ""
+        raise SpecificationError(f"{what} must be a number between 0 and 1, such as 0.05 for 95% intervals; got {alpha!r}{hint}")
+    return float(alpha)

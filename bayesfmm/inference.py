@@ -17,17 +17,24 @@ and ``lincom`` use ``e(b)`` and ``e(V)``; the covariance is whatever ``vce=`` th
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import re
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.special import chdtrc  # chi-square survival function; scipy.stats costs ~0.6 s to import
-from scipy.special import ndtr, ndtri
 
+from bayesfmm.constraints import remap_classes
+from bayesfmm.criteria import fit_criteria
 from bayesfmm.errors import SpecificationError
+from bayesfmm.likelihood import MixtureProblem, score_hessian
+from bayesfmm.names import describe_equation, param_label
+from bayesfmm.names import parse_constraints as parse_layout_constraints
+from bayesfmm.ops import Lazy
+from bayesfmm.params import build_layout, class_permutation_matrix
+from bayesfmm.spec import Component
+from bayesfmm.survey import adjusted_wald, critical_value, design_df, refuse_under_survey, two_sided_p
+
+chdtrc = Lazy("scipy.special", "chdtrc")  # chi-square survival function, scipy loaded on first use
 
 __all__ = [
     "parameter_names",
@@ -42,12 +49,6 @@ __all__ = [
     "relabel",
 ]
 
-CLASS_EQUATION = "Class"
-_NUMBER = re.compile(r"(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-
-
-def _label(key: tuple) -> str:
-    return f"[{key[0]}]{key[1]}:{key[2]}"
 
 
 def parameter_names(res) -> list[str]:
@@ -60,210 +61,45 @@ def parameter_names(res) -> list[str]:
     >>> parameter_names(res)[:2]
     ['[2]Class:Intercept', '[1]thickness:Intercept']
     """
-    return [_label(key) for key in res.layout.index]
-
-
-# -- parsing ------------------------------------------------------------------
-def _read_name(text: str, i: int) -> int:
-    """End of a term name starting at ``i``: stops at an operator or a space outside
-    brackets, so ``Treatment[T.b]``, ``np.log(x)`` and ``I(x - 1)`` are single names."""
-    depth = 0
-    while i < len(text):
-        ch = text[i]
-        if ch in "([":
-            depth += 1
-        elif ch in ")]":
-            if depth == 0:
-                break
-            depth -= 1
-        elif depth == 0 and (ch in "+-*/=" or ch.isspace()):
-            break
-        i += 1
-    return i
-
-
-def _tokens(text: str) -> list[tuple[str, object]]:
-    out: list[tuple[str, object]] = []
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch.isspace():
-            i += 1
-        elif ch in "+-*/=":
-            out.append(("op", ch))
-            i += 1
-        elif ch == "[":
-            close = text.find("]", i)
-            if close < 0:
-                raise SpecificationError(f"unclosed '[' in {text!r}: write [class]term, e.g. [2]x1")
-            end = _read_name(text, close + 1)
-            if end == close + 1:
-                raise SpecificationError(f"no term after {text[i:close + 1]!r} in {text!r}: write [class]term")
-            out.append(("name", (text[i + 1 : close].strip(), text[close + 1 : end])))
-            i = end
-        elif ch.isdigit() or ch == ".":
-            match = _NUMBER.match(text, i)
-            if not match:
-                raise SpecificationError(f"cannot read a number at {text[i:]!r} in {text!r}")
-            out.append(("num", float(match.group(0))))
-            i = match.end()
-        elif ch.isalpha() or ch == "_":
-            end = _read_name(text, i)
-            out.append(("name", (None, text[i:end])))
-            i = end
-        else:
-            raise SpecificationError(f"unexpected {ch!r} in {text!r}")
-    return out
-
-
-def _resolve(res, class_text: str | None, rest: str) -> int:
-    """Position of the parameter ``[class_text]rest`` in ``res.params``."""
-    index = list(res.layout.index)
-    names = [_label(key) for key in index]
-    written = f"[{class_text}]{rest}" if class_text is not None else rest
-    if class_text is None:
-        if res.k != 1:
-            raise SpecificationError(f"{rest!r}: name the class, e.g. [1]{rest} (the model has {res.k} classes)")
-        class_ = 1
-    else:
-        text = class_text[:-6] if class_text.endswith(".Class") else class_text
-        if not text.isdigit() or not 1 <= int(text) <= res.k:
-            raise SpecificationError(f"{written!r}: the class in [ ] must be a number from 1 to {res.k}")
-        class_ = int(text)
-    equations = list(dict.fromkeys(key[1] for key in index if key[0] == class_))
-    equation, term = None, rest
-    if ":" in rest:
-        head, tail = rest.split(":", 1)
-        if head in equations or head == CLASS_EQUATION:
-            equation, term = head, tail
-    term = "Intercept" if term == "_cons" else term
-    positions = {key: i for i, key in enumerate(index)}
-    if equation is not None:
-        found = [positions[(class_, equation, term)]] if (class_, equation, term) in positions else []
-    else:
-        responses = [e for e in equations if e != CLASS_EQUATION]
-        found = [positions[(class_, e, term)] for e in responses if (class_, e, term) in positions]
-        if len(found) > 1:
-            options = " or ".join(f"[{class_}]{e}:{term}" for e in responses if (class_, e, term) in positions)
-            raise SpecificationError(f"{written!r} is ambiguous: write {options}")
-        if not found and (class_, CLASS_EQUATION, term) in positions:
-            found = [positions[(class_, CLASS_EQUATION, term)]]
-    if found:
-        return found[0]
-    hint = ""
-    if equation == CLASS_EQUATION and class_ == res.design.base + 1:
-        hint = f" (class {class_} is the base class: its logit is fixed at 0)"
-    target = f"[{class_}]{equation}:{term}" if equation else f"[{class_}]{term}"
-    short = [n.split("]", 1)[0] + "]" + n.split(":", 1)[1] for n in names]
-    close = difflib.get_close_matches(target, names + short, n=4, cutoff=0.5)
-    close = list(dict.fromkeys(close))
-    suggestion = f"; close matches: {', '.join(close)}" if close else f"; parameters: {', '.join(names[:12])}"
-    raise SpecificationError(f"unknown parameter {written!r}{hint}{suggestion}")
-
-
-def _side(res, tokens: list, text: str) -> tuple[np.ndarray, float]:
-    """``a . b + const`` of one side of an equation."""
-    a = np.zeros(res.layout.size)
-    const = 0.0
-    i = 0
-    if not tokens:
-        raise SpecificationError(f"an empty side in {text!r}")
-    while i < len(tokens):
-        sign = 1.0
-        while i < len(tokens) and tokens[i][0] == "op" and tokens[i][1] in "+-":
-            sign = -sign if tokens[i][1] == "-" else sign
-            i += 1
-        coef, position, divide = sign, None, False
-        expect_factor = True
-        while i < len(tokens):
-            kind, value = tokens[i]
-            if expect_factor:
-                if kind == "num":
-                    coef = coef / value if divide else coef * value
-                elif kind == "name":
-                    if position is not None or divide:
-                        raise SpecificationError(f"{text!r} is not linear in the parameters")
-                    position = _resolve(res, *value)
-                else:
-                    raise SpecificationError(f"unexpected {value!r} in {text!r}")
-                expect_factor = False
-                i += 1
-            elif kind == "op" and value in "*/":
-                divide = value == "/"
-                expect_factor = True
-                i += 1
-            elif kind == "op" and value in "+-":
-                break
-            else:
-                shown = value if kind == "op" else (f"[{value[0]}]{value[1]}" if kind == "name" else value)
-                raise SpecificationError(f"expected an operator before {shown!r} in {text!r}")
-        if expect_factor:
-            raise SpecificationError(f"{text!r} ends with an operator")
-        if position is None:
-            const += coef
-        else:
-            a[position] += coef
-    return a, const
+    return [param_label(key) for key in res.layout.index]
 
 
 def parse_constraints(res, expression: str) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Parse ``"[1]x1 = [2]x1"`` (or ``"lhs = mid = rhs"``) into ``R b = r``.
-
-    Without ``=`` the expression is set equal to 0. Returns ``(R, r, had_equals)``.
-    """
-    if not isinstance(expression, str) or not expression.strip():
-        raise SpecificationError(f"a hypothesis must be a non-empty string such as '[1]x1 = [2]x1', got {expression!r}")
-    tokens = _tokens(expression)
-    sides: list[list] = [[]]
-    for token in tokens:
-        if token == ("op", "="):
-            sides.append([])
-        else:
-            sides[-1].append(token)
-    parsed = [_side(res, side, expression) for side in sides]
-    if len(parsed) == 1:
-        a, const = parsed[0]
-        return a[None, :], np.array([-const]), False
-    rows, rhs = [], []
-    for (a1, c1), (a2, c2) in zip(parsed[:-1], parsed[1:]):
-        rows.append(a1 - a2)
-        rhs.append(c2 - c1)
-    return np.array(rows), np.array(rhs), True
-
-
-def _describe(res, row: np.ndarray, rhs: float) -> str:
-    names = [_label(key) for key in res.layout.index]
-    parts = []
-    for i in np.flatnonzero(row):
-        coef = row[i]
-        sign = "-" if coef < 0 else "+"
-        size = "" if abs(coef) == 1 else f"{abs(coef):g}*"
-        parts.append(f"{sign} {size}{names[i]}")
-    text = " ".join(parts).lstrip("+ ")
-    if text.startswith("- "):
-        text = "-" + text[2:]
-    return f"{text} = {rhs:g}"
+    """``R b = r`` of ``"[1]x1 = [2]x1"`` on the parameters of the fit ``res``
+    (:func:`bayesfmm.names.parse_constraints` on its layout)."""
+    return parse_layout_constraints(res.layout, expression)
 
 
 # -- Wald test and lincom -------------------------------------------------------
 @dataclass(frozen=True)
 class WaldTest:
     """A joint Wald test ``R b = r``: ``chi2 = (Rb - r)' (R V R')^- (Rb - r)`` on ``df`` =
-    rank degrees of freedom (dependent constraints are dropped, as Stata does)."""
+    rank degrees of freedom (dependent constraints are dropped, as Stata does).
+
+    After a survey fit ``F`` is Stata's adjusted Wald statistic ``(d - df + 1) / (df d) chi2``
+    on ``(df, df_r)`` = ``(df, d - df + 1)`` degrees of freedom (``d`` the design df), and
+    ``pvalue`` is its F tail probability."""
 
     statistic: float
     df: int
     pvalue: float
     constraints: tuple[str, ...]
     dropped: tuple[str, ...] = ()
+    F: float | None = None  # survey fits: the adjusted Wald F
+    df_r: int | None = None  # its denominator degrees of freedom
 
     def __str__(self) -> str:
         lines = [f" ({i + 1:>2})  {c}" for i, c in enumerate(self.constraints)]
         lines += [f"       Constraint {c} dropped" for c in self.dropped]
+        if self.df_r is not None:
+            lines += ["", f"       F({self.df:>3},{self.df_r:>6}) = {self.F:>8.2f}", f"            Prob > F = {self.pvalue:>10.4f}"]
+            return "\n".join(lines)
         lines += ["", f"           chi2({self.df:>3}) = {self.statistic:>8.2f}", f"         Prob > chi2 = {self.pvalue:>10.4f}"]
         return "\n".join(lines)
 
     def as_series(self) -> pd.Series:
+        if self.df_r is not None:
+            return pd.Series({"F": self.F, "df": self.df, "df_r": self.df_r, "pvalue": self.pvalue, "chi2": self.statistic})
         return pd.Series({"chi2": self.statistic, "df": self.df, "pvalue": self.pvalue})
 
 
@@ -284,7 +120,7 @@ def wald_test(res, hypotheses: str | list[str]) -> WaldTest:
     blocks = [parse_constraints(res, h) for h in items]
     R = np.vstack([b[0] for b in blocks])
     r = np.concatenate([b[1] for b in blocks])
-    described = [_describe(res, R[i], r[i]) for i in range(R.shape[0])]
+    described = [describe_equation(res.layout, R[i], r[i]) for i in range(R.shape[0])]
     keep: list[int] = []
     dropped: list[str] = []
     for i in range(R.shape[0]):  # drop constraints implied by the ones kept (Stata's note)
@@ -304,6 +140,9 @@ def wald_test(res, hypotheses: str | list[str]) -> WaldTest:
         return WaldTest(np.nan, len(keep), np.nan, tuple(described), tuple(dropped))
     statistic = float(diff @ np.linalg.solve(S, diff))
     df = len(keep)
+    if design_df(res) is not None:  # survey fit: Stata's adjusted Wald F
+        F, _, df_r, p = adjusted_wald(statistic, df, design_df(res))
+        return WaldTest(statistic, df, p, tuple(described), tuple(dropped), F=F, df_r=df_r)
     return WaldTest(statistic, df, float(chdtrc(df, statistic)), tuple(described), tuple(dropped))
 
 
@@ -319,6 +158,7 @@ class Lincom:
     lower: float
     upper: float
     alpha: float = 0.05
+    df: int | None = None  # survey fits: ``z`` is a t statistic on ``df`` (design) degrees of freedom
 
     def as_frame(self) -> pd.DataFrame:
         return pd.DataFrame(
@@ -329,9 +169,10 @@ class Lincom:
 
     def __str__(self) -> str:
         level = int(round(100 * (1 - self.alpha)))
+        stat = "z" if self.df is None else "t"
         return (
             f" ( 1)  {self.expression} = 0\n\n"
-            f"{'Coefficient':>12} {'Std. err.':>10} {'z':>8} {'P>|z|':>7}  [{level}% conf. interval]\n"
+            f"{'Coefficient':>12} {'Std. err.':>10} {stat:>8} {f'P>|{stat}|':>7}  [{level}% conf. interval]\n"
             f"{self.estimate:>12.7g} {self.se:>10.7g} {self.z:>8.2f} {self.pvalue:>7.3f} "
             f"{self.lower:>10.7g} {self.upper:>10.7g}"
         )
@@ -354,8 +195,10 @@ def lincom(res, expression: str, alpha: float = 0.05) -> Lincom:
     estimate = float(a @ res.params.to_numpy() + const)
     se = float(np.sqrt(max(a @ res.cov_params().to_numpy() @ a, 0.0)))
     z = estimate / se if se > 0 else np.nan
-    crit = ndtri(1 - alpha / 2)
-    return Lincom(expression, estimate, se, z, float(2 * ndtr(-abs(z))), estimate - crit * se, estimate + crit * se, alpha)
+    df = design_df(res)  # survey fits: t on the design df, as Stata's lincom after svy
+    crit = critical_value(alpha, df)
+    p = float(two_sided_p(z, df))
+    return Lincom(expression, estimate, se, z, p, estimate - crit * se, estimate + crit * se, alpha, df)
 
 
 # -- likelihood-ratio test ----------------------------------------------------
@@ -389,6 +232,8 @@ def lrtest(first, second, force: bool = False) -> LRTest:
     for r in (first, second):
         if not hasattr(r, "llf") or not hasattr(r, "df_model") or not hasattr(r, "design"):
             raise SpecificationError(f"lrtest compares two ML fits (MLResults), got {type(r).__name__}")
+    for r in (first, second):
+        refuse_under_survey(r, "lrtest")
     if first.nobs != second.nobs or not first.design.index.equals(second.design.index):
         raise SpecificationError(
             f"lrtest needs both fits on the same observations; they use {first.nobs} and {second.nobs} rows"
@@ -419,7 +264,7 @@ def lrtest(first, second, force: bool = False) -> LRTest:
                 "distribution when the smaller model lies on the boundary; use a parametric bootstrap LR test, "
                 "or force=True"
             )
-        missing = [_label(key) for key in restricted.layout.index if key not in set(full.layout.index)]
+        missing = [param_label(key) for key in restricted.layout.index if key not in set(full.layout.index)]
         if missing:
             raise SpecificationError(
                 f"the models are not nested: the restricted model has {', '.join(missing[:5])}, which the "
@@ -449,8 +294,7 @@ def ic(res) -> pd.Series:
     >>> list(ic(res).index[:4])
     ['llf', 'df', 'nobs', 'AIC']
     """
-    from bayesfmm.criteria import fit_criteria
-
+    refuse_under_survey(res, "ic() (AIC, BIC and the other information criteria)")
     values = {"llf": res.llf, "df": res.df_model, "nobs": res.nobs}
     values.update(fit_criteria(res))
     return pd.Series(values, name="ic", dtype=float)
@@ -491,17 +335,12 @@ def _relabelled_spec(spec, perm: list[int], formula: str | None):
     """The spec with its classes permuted: hybrid components reordered (when the base class
     changes, every non-base component takes the (shared) class-model formula), and
     class-specific constraints (``constraints=``, ``nested=``) renumbered."""
-    from bayesfmm.constraints import remap_classes
-    from bayesfmm.spec import FMM, Component
-
-    options = spec.structure_options()
+    changes = {}
     if spec.constraints or spec.nested:
         constraints, nested = remap_classes(spec, perm)
-        options.update(constraints=list(constraints) or None, nested=nested or None)
+        changes.update(constraints=list(constraints) or None, nested=nested or None)
     if not spec.hybrid:
-        if not (spec.constraints or spec.nested):
-            return spec
-        return FMM(list(spec.components), k=spec.k, **options)
+        return spec.rebuild(**changes) if changes else spec
 
     base = spec.lcbase - 1
     comps = []
@@ -514,7 +353,7 @@ def _relabelled_spec(spec, perm: list[int], formula: str | None):
         else:
             lcprob = None if j == base else formula
         comps.append(Component(c.formula, c.family_name, lcprob=lcprob, offset=c.offset, exposure=c.exposure, **c.options))
-    return FMM(comps, **options)
+    return spec.rebuild(components=comps, **changes)
 
 
 def relabel(res, by, descending: bool = False):
@@ -535,9 +374,6 @@ def relabel(res, by, descending: bool = False):
     >>> bool(new.params[(1, "thickness", "Intercept")] > new.params[(3, "thickness", "Intercept")])
     True
     """
-    from bayesfmm.likelihood import MixtureProblem, score_hessian
-    from bayesfmm.params import build_layout
-
     perm = _permutation(res, by, descending)
     design, layout = res.design, res.layout
     base = design.base
@@ -564,18 +400,7 @@ def relabel(res, by, descending: bool = False):
     )
     new_layout = build_layout(new_design)
     problem = MixtureProblem.build(new_design, new_layout)
-    A = np.zeros((new_layout.size, layout.size))
-    old_class = {b.class_: b for b in layout.class_blocks}
-    for block in new_layout.blocks:
-        rows = np.arange(block.start, block.stop)
-        if block.kind == "class":
-            plus, minus = old_class.get(perm[block.class_ - 1] + 1), old_class.get(perm[base] + 1)
-            for sign, src in ((1.0, plus), (-1.0, minus)):
-                if src is not None:
-                    A[rows, np.arange(src.start, src.stop)] += sign
-        else:
-            src = layout.slot_block(perm[block.class_ - 1] + 1, block.component, block.slot)
-            A[rows, np.arange(src.start, src.stop)] = 1.0
+    A = class_permutation_matrix(layout, new_layout, perm)
     theta = A @ res.theta
     cov = A @ res.cov_theta @ A.T
     _, gradient, hessian = score_hessian(problem, theta)

@@ -15,18 +15,20 @@ with ``r`` the posterior class probabilities (responsibilities) and ``d``, ``h``
 family's first and second eta-derivatives. The code assembles the same Hessian as
 ``A - S'S``: ``S`` holds the per-row scores (built in row chunks), and ``A`` the
 complete-data terms, which vanish between components of different classes.
-No family appears by name here.
+No family appears by name here. The log likelihood itself is the mixture layer,
+:mod:`bayesfmm.mixture` (shared with the PyMC model), evaluated with numpy.
 """
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import log_softmax
 
-from bayesfmm.design import Design
-from bayesfmm.params import ParamLayout
+from bayesfmm import mixture
+from bayesfmm.mixture import Eta, MixtureProblem, linear_predictor, row_chunks
+from bayesfmm.ops import NUMPY_OPS
 
 __all__ = [
     "Eta",
@@ -37,114 +39,26 @@ __all__ = [
     "row_scores",
     "unit_scores",
     "complete_data_score_hessian",
+    "linear_predictor",
+    "loglike",
 ]
 
 
-@dataclass(frozen=True, eq=False)
-class Eta:
-    """One linear predictor: its design, its parameter slice, and where it belongs."""
-
-    kind: str  # "class" or "slot"
-    class_: int  # 0-based
-    component: int
-    slot: int
-    X: np.ndarray
-    cols: slice
-    intercept_only: bool
-    offset: np.ndarray | None
-
-
-@dataclass(frozen=True, eq=False)
-class MixtureProblem:
-    """A design and its layout, with every eta indexed once."""
-
-    design: Design
-    layout: ParamLayout
-    etas: tuple[Eta, ...]
-
-    @classmethod
-    def build(cls, design: Design, layout: ParamLayout) -> "MixtureProblem":
-        etas: list[Eta] = []
-        for block in layout.class_blocks:
-            Z = design.class_designs[block.class_ - 1].Z
-            etas.append(Eta("class", block.class_ - 1, -1, -1, Z, block.slice, _is_ones(Z), None))
-        for j, comps in enumerate(design.classes):
-            for c, comp in enumerate(comps):
-                for s, X in enumerate(comp.slot_designs):
-                    block = layout.slot_block(j + 1, c, s)
-                    linear = comp.family.slots[s].linear
-                    offset = comp.offset if linear and np.any(comp.offset) else None
-                    etas.append(Eta("slot", j, c, s, X, block.slice, _is_ones(X), offset))
-        return cls(design=design, layout=layout, etas=tuple(etas))
-
-    @property
-    def n(self) -> int:
-        return self.design.n
-
-    @property
-    def k(self) -> int:
-        return self.design.k
-
-    @property
-    def grouped(self) -> bool:
-        return self.design.groups is not None
-
-    @property
-    def row_weights(self) -> np.ndarray | None:
-        """Per-row weights of the log likelihood (None: every row counts once)."""
-        return self.design.weights
-
-    def class_row_factor(self) -> np.ndarray | None:
-        """Per-row factor of the class-model terms: the weight, divided by the group size
-        with ``group=`` so that summing over a group's rows counts its class term once."""
-        groups = self.design.groups
-        w = self.design.weights
-        if groups is None:
-            return w
-        factor = 1.0 / groups.sizes[groups.codes]
-        return factor if w is None else factor * w
-
-
-def _is_ones(X: np.ndarray) -> bool:
-    return X.shape[1] == 1 and bool(np.all(X[:, 0] == 1.0))
-
-
-def linear_predictor(eta: Eta, theta: np.ndarray) -> np.ndarray | float:
-    """``X beta (+ offset)``; a scalar for intercept-only designs without offset."""
-    coef = theta[eta.cols]
-    if eta.intercept_only:
-        value: np.ndarray | float = float(coef[0])
-    else:
-        value = eta.X @ coef
-    if eta.offset is not None:
-        value = value + eta.offset
-    return value
-
-
 def class_log_probs(problem: MixtureProblem, theta: np.ndarray) -> np.ndarray:
-    """``log pi`` (n x k) by log-softmax of the class logits, base class at 0."""
-    n, k = problem.n, problem.k
-    cls_etas = [e for e in problem.etas if e.kind == "class"]
-    if all(e.intercept_only for e in cls_etas):
-        logits = np.zeros(k)
-        for e in cls_etas:
-            logits[e.class_] = theta[e.cols][0]
-        return np.broadcast_to(log_softmax(logits), (n, k))
-    logits = np.zeros((n, k))
-    for e in cls_etas:
-        logits[:, e.class_] = linear_predictor(e, theta)
-    return log_softmax(logits, axis=1)
+    """``log pi`` (n x k) by log-softmax of the class logits, base class at 0; a broadcast
+    view of one row when the class model has no covariates."""
+    log_pi = mixture.class_log_softmax(problem, np.asarray(theta, dtype=float), NUMPY_OPS)
+    return np.broadcast_to(log_pi, (problem.n, problem.k)) if log_pi.ndim == 1 else log_pi
 
 
 def component_etas(problem: MixtureProblem, theta: np.ndarray) -> list[list[list]]:
     """Etas per class, component and slot."""
-    out: list[list[list]] = [
-        [[None] * len(comp.slot_designs) for comp in comps] for comps in problem.design.classes
-    ]
-    for e in problem.etas:
-        if e.kind == "slot":
-            out[e.class_][e.component][e.slot] = linear_predictor(e, theta)
-    return out
+    return mixture.component_etas(problem, np.asarray(theta, dtype=float), NUMPY_OPS)
+
+
+def component_log_density(problem: MixtureProblem, etas: list) -> np.ndarray:
+    """``sum_c log f_cj(y_ci)`` for each class ``j`` (n x k, column-major)."""
+    return mixture.component_log_density(problem, etas, NUMPY_OPS)
 
 
 @dataclass(frozen=True, eq=False)
@@ -165,80 +79,49 @@ class Evaluation:
     resp_units: np.ndarray | None = None  # per group with group=
 
 
-def component_log_density(problem: MixtureProblem, etas: list) -> np.ndarray:
-    """``sum_c log f_cj(y_ci)`` for each class ``j`` (n x k, column-major)."""
-    n, k = problem.n, problem.k
-    logf = np.zeros((n, k), order="F")
-    for j, comps in enumerate(problem.design.classes):
-        for c, comp in enumerate(comps):
-            logf[:, j] += comp.family.logpdf_numpy(comp.y, etas[j][c], comp.extra)
-    return logf
-
-
-def _logsumexp_columns(joint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise logsumexp of a column-major n x k array, and ``exp(joint - lse)``.
-
-    Working one class column at a time keeps every pass contiguous: at n = 1e6 this is
-    about 9x faster than ``scipy.special.logsumexp(axis=1)`` (benchmarks/README.md).
-    """
-    k = joint.shape[1]
-    top = joint[:, 0].copy()
-    for j in range(1, k):
-        np.maximum(top, joint[:, j], out=top)
-    top[~np.isfinite(top)] = 0.0
-    total = np.zeros(joint.shape[0])
-    resp = np.empty_like(joint, order="F")
-    for j in range(k):
-        col = resp[:, j]
-        np.subtract(joint[:, j], top, out=col)
-        np.exp(col, out=col)
-        total += col
-    for j in range(k):
-        resp[:, j] /= total
-    return top + np.log(total), resp
-
-
 def evaluate(problem: MixtureProblem, theta: np.ndarray) -> Evaluation:
-    """Log likelihood, class log probabilities, densities and responsibilities at ``theta``."""
+    """Log likelihood, class log probabilities, densities and responsibilities at ``theta``
+    (the mixture layer, :func:`bayesfmm.mixture.mixture_terms`, with numpy)."""
     theta = np.asarray(theta, dtype=float)
     # non-finite values (a trial step far out) become llf = -inf, handled by the callers
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
-        etas = component_etas(problem, theta)
-        log_pi = class_log_probs(problem, theta)
-        logf = component_log_density(problem, etas)
+        terms = mixture.mixture_terms(problem, theta, NUMPY_OPS)
+        log_pi = terms.log_class_probs
+        if log_pi.ndim == 1:
+            log_pi = np.broadcast_to(log_pi, (problem.n, problem.k))
         groups = problem.design.groups
         if groups is None:
-            joint = np.asfortranarray(logf + log_pi)
-            ll_rows, resp = _logsumexp_columns(joint)
-            resp_units = None
+            resp, resp_units = terms.posterior, None
         else:
-            joint = np.asfortranarray(groups.sum_rows(logf) + log_pi[groups.first])
-            ll_rows, resp_units = _logsumexp_columns(joint)
+            resp_units = terms.posterior
             resp = np.asfortranarray(resp_units[groups.codes])
+        ll_rows = terms.ll_units
         w = problem.design.unit_weights
         llf = float(ll_rows.sum() if w is None else w @ ll_rows)
     if not np.isfinite(llf):
         llf = -np.inf
-    return Evaluation(llf, ll_rows, log_pi, logf, resp, etas, resp_units)
+    return Evaluation(llf, ll_rows, log_pi, terms.log_density, resp, terms.etas, resp_units)
 
 
 def pointwise_loglike(problem: MixtureProblem, ev: Evaluation) -> np.ndarray:
     """The log likelihood per row as the PyMC model records it: weighted by ``weights=``;
     with ``group=`` a group's value on its first row and 0 on its other rows. Sums to
     ``ev.llf``."""
-    groups = problem.design.groups
-    w = problem.design.unit_weights
-    units = ev.ll_rows if w is None else ev.ll_rows * w
-    if groups is None:
-        return units
-    out = np.zeros(problem.n)
-    out[groups.first] = units
-    return out
+    return mixture.pointwise_loglike(problem, ev.ll_rows, NUMPY_OPS)
 
 
 def loglike(problem: MixtureProblem, theta: np.ndarray) -> float:
-    """The log likelihood alone."""
-    return evaluate(problem, theta).llf
+    """The log likelihood alone, in row chunks (nothing of size n is kept)."""
+    if problem.grouped:
+        return evaluate(problem, theta).llf
+    theta = np.asarray(theta, dtype=float)
+    total = 0.0
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        for _, part in row_chunks(problem):
+            ll = mixture.mixture_terms(part, theta, NUMPY_OPS).ll_units
+            w = part.design.weights
+            total += float(ll.sum() if w is None else w @ ll)
+    return total if np.isfinite(total) else -np.inf
 
 
 def _eta_derivatives(problem: MixtureProblem, ev: Evaluation):
@@ -290,38 +173,6 @@ def _add_block(H: np.ndarray, ea: "Eta", eb: "Eta", w: np.ndarray) -> None:
         H[eb.cols, ea.cols] += block.T
 
 
-def _complete_data_weight(problem, ev, pi, derivs, grads, a: int, b: int) -> np.ndarray | None:
-    """Per-row weight of block (a, b) of ``A = sum_j r_j (d2 a_j + d a_j d a_j')``.
-
-    The Hessian is ``A - S'S`` with ``S`` the per-row scores; ``A`` vanishes between
-    components of different classes, so only within-class and class-model pairs remain.
-    """
-    ea, eb = problem.etas[a], problem.etas[b]
-    r = ev.resp
-    if ea.kind == "class" and eb.kind == "class":
-        l, m = ea.class_, eb.class_
-        w = 2 * pi[:, l] * pi[:, m] - r[:, l] * pi[:, m] - pi[:, l] * r[:, m]
-        if l == m:
-            w = w + r[:, l] - pi[:, l]
-        return w
-    if ea.kind == "class" or eb.kind == "class":
-        cl, comp = (ea, eb) if ea.kind == "class" else (eb, ea)
-        grad = grads[problem.etas.index(comp)]
-        return grad * ((1.0 if cl.class_ == comp.class_ else 0.0) - pi[:, cl.class_])
-    if ea.class_ != eb.class_:
-        return None
-    m = ea.class_
-    da = derivs[(m, ea.component)][0][ea.slot]
-    db = derivs[(m, eb.component)][0][eb.slot]
-    inner = da * db
-    if ea.component == eb.component:
-        inner = inner + derivs[(m, ea.component)][1][ea.slot, eb.slot]
-    return ev.resp[:, m] * inner
-
-
-ROW_CHUNK = 65_536
-
-
 def _score_matrix(problem: MixtureProblem, grads: list[np.ndarray], rows: slice) -> np.ndarray:
     """Per-row scores for a block of rows (rows x p)."""
     size = len(range(*rows.indices(problem.n)))
@@ -338,40 +189,17 @@ def _score_matrix(problem: MixtureProblem, grads: list[np.ndarray], rows: slice)
 def score_hessian(problem: MixtureProblem, theta: np.ndarray):
     """Log likelihood, exact score and exact Hessian (observed information is ``-H``).
 
+    One pass over the data in row chunks (:func:`bayesfmm.mixture.row_chunks`): each
+    chunk's densities, derivatives, scores and weighted cross-products are computed while
+    it is in cache and added up (:mod:`bayesfmm.hessian`).
+
     Returns
     -------
     (Evaluation, gradient, hessian)
     """
     if problem.grouped:
         return _grouped_score_hessian(problem, theta)
-    ev = evaluate(problem, theta)
-    derivs = _eta_derivatives(problem, ev)
-    grads = _eta_gradient(problem, ev, derivs)
-    weights = problem.row_weights
-    p = problem.layout.size
-    g = np.zeros(p)
-    H = np.zeros((p, p))
-    for start in range(0, problem.n, ROW_CHUNK):
-        rows = slice(start, start + ROW_CHUNK)
-        S = _score_matrix(problem, grads, rows)
-        if weights is None:
-            g += S.sum(axis=0)
-            H -= S.T @ S
-        else:
-            w = weights[rows]
-            g += w @ S
-            H -= S.T @ (w[:, None] * S)
-    pi = _class_probs(ev)
-    for a, ea in enumerate(problem.etas):
-        for b in range(a + 1):
-            w = _complete_data_weight(problem, ev, pi, derivs, grads, a, b)
-            if w is None:
-                continue
-            if weights is not None:
-                w = w * weights
-            eb = problem.etas[b]
-            _add_block(H, ea, eb, w)
-    return ev, g, H
+    return chunked_score_hessian(problem, np.asarray(theta, dtype=float))
 
 
 def _class_scores_of(problem: MixtureProblem, pi: np.ndarray, j: int, factor: np.ndarray | None) -> list:
@@ -462,8 +290,8 @@ def _expected_curvature(problem: MixtureProblem, derivs, pi: np.ndarray, resp: n
         for b in range(a + 1):
             eb = problem.etas[b]
             if ea.kind == "class" and eb.kind == "class":
-                l, m = ea.class_, eb.class_
-                w = (pi[:, l] * pi[:, m] - (pi[:, l] if l == m else 0.0)) * class_w
+                la, m = ea.class_, eb.class_
+                w = (pi[:, la] * pi[:, m] - (pi[:, la] if la == m else 0.0)) * class_w
             elif ea.kind == "slot" and eb.kind == "slot" and ea.class_ == eb.class_ and ea.component == eb.component:
                 w = resp[:, ea.class_] * derivs[(ea.class_, ea.component)][1][ea.slot, eb.slot]
                 if row_w is not None:
@@ -505,3 +333,240 @@ def row_scores(problem: MixtureProblem, theta: np.ndarray) -> np.ndarray:
     ev = evaluate(problem, theta)
     grads = _eta_gradient(problem, ev, _eta_derivatives(problem, ev))
     return _score_matrix(problem, grads, slice(0, problem.n))
+
+
+# -- the exact Hessian in one pass over row chunks ----------------------------------------
+HESSIAN_CHUNK = 32_768
+Q_MAX_COLUMNS = 8  # designs up to this width use the products-of-columns form
+
+
+@dataclass(frozen=True)
+class _PairGroup:
+    """Pairs of etas whose Hessian blocks share a form: ``kind`` "11" (both intercept-only),
+    "1X" (one), "XX" (one design), "XY" (two designs); ``ref`` the eta whose design is
+    read (the non-intercept one of "1X")."""
+
+    kind: str
+    pairs: tuple[tuple[int, int], ...]
+    start: int  # first column of the group in the chunk's weight matrix
+    ref: int
+
+
+_PLANS: "weakref.WeakKeyDictionary[MixtureProblem, tuple]" = weakref.WeakKeyDictionary()
+
+
+def _constant_class_probs(problem: MixtureProblem) -> bool:
+    return all(e.intercept_only for e in problem.etas if e.kind == "class")
+
+
+def _hessian_plan(problem: MixtureProblem) -> tuple[_PairGroup, ...]:
+    """The eta pairs where the complete-data term ``A`` is nonzero and depends on the rows,
+    grouped by form. Without class covariates the pairs involving the class model are
+    sums of the responsibilities and of the score (:func:`_add_class_terms`): not here."""
+    plan = _PLANS.get(problem)
+    if plan is not None:
+        return plan
+    etas = problem.etas
+    constant = _constant_class_probs(problem)
+    groups: dict[tuple, list[tuple[int, int]]] = {}
+    for a, ea in enumerate(etas):
+        for b in range(a + 1):
+            eb = etas[b]
+            if ea.kind == "slot" and eb.kind == "slot" and ea.class_ != eb.class_:
+                continue
+            if constant and "class" in (ea.kind, eb.kind):
+                continue
+            if ea.intercept_only and eb.intercept_only:
+                key: tuple = ("11",)
+            elif ea.intercept_only or eb.intercept_only:
+                key = ("1X", id((eb if ea.intercept_only else ea).X))
+            elif ea.X is eb.X and ea.X.shape[1] <= Q_MAX_COLUMNS:
+                key = ("XX", id(ea.X))
+            else:
+                key = ("XY", a, b)
+            groups.setdefault(key, []).append((a, b))
+    out, start = [], 0
+    for key, pairs in groups.items():
+        a, b = pairs[0]
+        ref = b if (key[0] == "1X" and etas[a].intercept_only) else a
+        out.append(_PairGroup(key[0], tuple(pairs), start, ref))
+        start += len(pairs)
+    plan = tuple(out)
+    _PLANS[problem] = plan
+    return plan
+
+
+def _pair_weight(part: MixtureProblem, a: int, b: int, r, pi, derivs, grads, out: np.ndarray) -> None:
+    """Per-row weight of block (a, b) of ``A = sum_j r_j (d2 a_j + d a_j d a_j')``, into ``out``."""
+    ea, eb = part.etas[a], part.etas[b]
+    if ea.kind == "class" and eb.kind == "class":
+        la, m = ea.class_, eb.class_
+        w = 2 * pi[:, la] * pi[:, m] - r[:, la] * pi[:, m] - pi[:, la] * r[:, m]
+        out[:] = w + (r[:, la] - pi[:, la]) if la == m else w
+        return
+    if ea.kind == "class" or eb.kind == "class":
+        cl, comp = (ea, eb) if ea.kind == "class" else (eb, ea)
+        grad = grads[b if ea.kind == "class" else a]
+        np.multiply(grad, (1.0 if cl.class_ == comp.class_ else 0.0) - pi[:, cl.class_], out=out)
+        return
+    m = ea.class_
+    np.multiply(derivs[(m, ea.component)][0][ea.slot], derivs[(m, eb.component)][0][eb.slot], out=out)
+    if ea.component == eb.component:
+        out += derivs[(m, ea.component)][1][ea.slot, eb.slot]
+    out *= r[:, m]
+
+
+def _products(X: np.ndarray) -> np.ndarray:
+    """Column products ``X_u X_v`` (u >= v) of a narrow design: rows x m(m+1)/2."""
+    m = X.shape[1]
+    Q = np.empty((X.shape[0], m * (m + 1) // 2), order="F")
+    q = 0
+    for u in range(m):
+        for v in range(u + 1):
+            np.multiply(X[:, u], X[:, v], out=Q[:, q])
+            q += 1
+    return Q
+
+
+def _group_products(part: MixtureProblem, plan, W: np.ndarray) -> list[np.ndarray]:
+    """Each group's weighted cross-products over one chunk (summed over chunks, then
+    scattered into the Hessian once by :func:`_scatter_groups`)."""
+    etas = part.etas
+    products: dict[int, np.ndarray] = {}
+    out = []
+    for group in plan:
+        Wg = W[:, group.start : group.start + len(group.pairs)]
+        if group.kind == "11":
+            out.append(Wg.sum(axis=0))
+        elif group.kind == "1X":
+            out.append(Wg.T @ etas[group.ref].X)
+        elif group.kind == "XX":
+            X = etas[group.ref].X
+            if id(X) not in products:
+                products[id(X)] = _products(X)
+            out.append(Wg.T @ products[id(X)])
+        else:
+            (a, b), w = group.pairs[0], Wg[:, 0]
+            out.append(etas[a].X.T @ (w[:, None] * etas[b].X))
+    return out
+
+
+def _scatter_groups(H: np.ndarray, problem: MixtureProblem, plan, sums: list[np.ndarray]) -> None:
+    """Add ``X_a' diag(w_ab) X_b`` of every planned pair (and its mirror) to ``H``."""
+    etas = problem.etas
+    for group, total in zip(plan, sums):
+        for q, (a, b) in enumerate(group.pairs):
+            ea, eb = etas[a], etas[b]
+            if group.kind == "11":
+                block = np.array([[total[q]]])
+            elif group.kind == "1X":
+                block = total[q][None, :] if ea.intercept_only else total[q][:, None]
+            elif group.kind == "XX":
+                m = ea.X.shape[1]
+                block = np.empty((m, m))
+                block[np.tril_indices(m)] = total[q]
+                block.T[np.tril_indices(m)] = total[q]
+            else:
+                block = total
+            H[ea.cols, eb.cols] += block
+            if a != b:
+                H[eb.cols, ea.cols] += block.T
+
+
+def _add_class_terms(H: np.ndarray, problem: MixtureProblem, pi: np.ndarray, g: np.ndarray,
+                     resp_sums: np.ndarray, weight_sum: float) -> None:
+    """The class-model pairs of ``A`` when the class probabilities ``pi`` do not vary by row:
+    class-class ``2 W pi_l pi_m - pi_m R_l - pi_l R_m + [l = m] (R_l - W pi_l)`` (``R``
+    the weighted responsibility sums, ``W`` the weight sum), class-component
+    ``([l = j] - pi_l)`` times the score of the component's eta."""
+    etas = problem.etas
+    class_etas = [e for e in etas if e.kind == "class"]
+    for ea in class_etas:
+        la = ea.class_
+        for eb in class_etas:
+            m = eb.class_
+            value = 2 * weight_sum * pi[la] * pi[m] - pi[m] * resp_sums[la] - pi[la] * resp_sums[m]
+            if la == m:
+                value += resp_sums[la] - weight_sum * pi[la]
+            H[ea.cols.start, eb.cols.start] += value
+        for e in etas:
+            if e.kind == "slot":
+                block = ((1.0 if la == e.class_ else 0.0) - pi[la]) * g[e.cols]
+                H[ea.cols.start, e.cols] += block
+                H[e.cols, ea.cols.start] += block
+
+
+def _chunk_terms(part: MixtureProblem, theta: np.ndarray):
+    """Mixture terms, family derivatives and per-eta gradients of one chunk."""
+    terms = mixture.mixture_terms(part, theta, NUMPY_OPS)
+    derivs = {}
+    for j, comps in enumerate(part.design.classes):
+        for c, comp in enumerate(comps):
+            derivs[(j, c)] = comp.family.derivatives(comp.y, terms.etas[j][c], comp.extra)
+    pi = np.exp(terms.log_class_probs)
+    if pi.ndim == 1:
+        pi = np.broadcast_to(pi, (part.n, part.k))
+    r = terms.posterior
+    grads = []
+    for e in part.etas:
+        if e.kind == "class":
+            grads.append(r[:, e.class_] - pi[:, e.class_])
+        else:
+            grads.append(r[:, e.class_] * derivs[(e.class_, e.component)][0][e.slot])
+    return terms, derivs, pi, grads
+
+
+def chunked_score_hessian(problem: MixtureProblem, theta: np.ndarray):
+    """:func:`score_hessian` of an ungrouped problem in one pass over row chunks:
+    ``H = A - S'WS`` with ``S`` a chunk's per-row scores (one symmetric product per chunk)
+    and ``A`` the complete-data terms (one product per group of eta pairs sharing a design,
+    summed over chunks and placed once)."""
+    p, k, n = problem.layout.size, problem.k, problem.n
+    plan = _hessian_plan(problem)
+    n_pairs = sum(len(g.pairs) for g in plan)
+    g = np.zeros(p)
+    H = np.zeros((p, p))
+    resp = np.empty((n, k), order="F")
+    ll = np.empty(n)
+    sums: list | None = None
+    resp_sums = np.zeros(k)
+    log_pi = None
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        for rows, part in row_chunks(problem, HESSIAN_CHUNK):
+            terms, derivs, pi, grads = _chunk_terms(part, theta)
+            r = terms.posterior
+            resp[rows] = r
+            ll[rows] = terms.ll_units
+            log_pi = terms.log_class_probs
+            w = part.design.weights
+            S = _score_matrix(part, grads, slice(0, part.n))
+            if w is None:
+                g += S.sum(axis=0)
+                H -= S.T @ S
+                resp_sums += r.sum(axis=0)
+            else:
+                g += w @ S
+                S *= np.sqrt(w)[:, None]
+                H -= S.T @ S
+                resp_sums += w @ r
+            W = np.empty((part.n, n_pairs), order="F")
+            for group in plan:
+                for q, (a, b) in enumerate(group.pairs):
+                    _pair_weight(part, a, b, r, pi, derivs, grads, W[:, group.start + q])
+            if w is not None:
+                W *= w[:, None]
+            chunk_sums = _group_products(part, plan, W)
+            sums = chunk_sums if sums is None else [x + y for x, y in zip(sums, chunk_sums)]
+        weights = problem.design.weights
+        llf = float(ll.sum() if weights is None else weights @ ll)
+    if sums is not None:
+        _scatter_groups(H, problem, plan, sums)
+    if log_pi is not None and log_pi.ndim == 1:
+        weight_sum = float(n if weights is None else weights.sum())
+        _add_class_terms(H, problem, np.exp(log_pi), g, resp_sums, weight_sum)
+        log_pi = np.broadcast_to(log_pi, (n, k))
+    else:
+        log_pi = None  # per-row class probabilities: not kept (evaluate() has them)
+    if not np.isfinite(llf):
+        llf = -np.inf
+    return Evaluation(llf, ll, log_pi, None, resp, None), g, H

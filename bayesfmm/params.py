@@ -11,6 +11,7 @@ component equations.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,11 +20,11 @@ import pandas as pd
 from bayesfmm.constraints import LinearConstraints, build_constraints
 from bayesfmm.design import Design
 from bayesfmm.families.base import IDENTITY_SCALE, AuxScale
+from bayesfmm.names import CLASS_EQUATION
 
-__all__ = ["Block", "ParamLayout", "build_layout", "INDEX_NAMES"]
+__all__ = ["Block", "ParamLayout", "build_layout", "class_permutation_matrix", "INDEX_NAMES"]
 
 INDEX_NAMES = ("class", "equation", "term")
-CLASS_EQUATION = "Class"
 
 
 @dataclass(frozen=True)
@@ -183,3 +184,42 @@ def build_layout(design: Design) -> ParamLayout:
     if constraints is None:
         return free
     return ParamLayout(blocks=free.blocks, k=free.k, base=free.base, constraints=constraints)
+
+
+def class_permutation_matrix(source: ParamLayout, target: ParamLayout, perm: Sequence[int]) -> np.ndarray:
+    """The linear map ``A`` with ``A @ theta_source = theta_target`` when target class
+    ``j + 1`` is source class ``perm[j] + 1`` (``perm`` 0-based).
+
+    Component blocks are copied from the source class; class logits are re-expressed
+    against the base class (``layout.base``, whose logit is fixed at 0):
+    ``gamma'_j = gamma_{perm[j]} - gamma_{perm[base]}``. ``source`` and ``target`` are
+    parameter layouts (:class:`~bayesfmm.params.ParamLayout`); the same one for a
+    relabelling within a model, or the layout of the relabelled design (a fit's
+    ``relabel``, whose covariance then maps as ``A V A'``).
+
+    Examples
+    --------
+    >>> import bayesfmm as bf
+    >>> from bayesfmm.design import build_design
+    >>> layout = build_layout(build_design(bf.FMM("thickness ~ 1", k=2), bf.datasets.load("stamp")))
+    >>> class_permutation_matrix(layout, layout, [1, 0]).astype(int)
+    array([[-1,  0,  0,  0,  0],
+           [ 0,  0,  0,  1,  0],
+           [ 0,  0,  0,  0,  1],
+           [ 0,  1,  0,  0,  0],
+           [ 0,  0,  1,  0,  0]])
+    """
+    base = target.base
+    A = np.zeros((target.size, source.size))
+    old_class = {b.class_: b for b in source.class_blocks}
+    for block in target.blocks:
+        rows = np.arange(block.start, block.stop)
+        if block.kind == "class":
+            plus, minus = old_class.get(perm[block.class_ - 1] + 1), old_class.get(perm[base] + 1)
+            for sign, src in ((1.0, plus), (-1.0, minus)):
+                if src is not None:
+                    A[rows, np.arange(src.start, src.stop)] += sign
+        else:
+            src = source.slot_block(perm[block.class_ - 1] + 1, block.component, block.slot)
+            A[rows, np.arange(src.start, src.stop)] = 1.0
+    return A

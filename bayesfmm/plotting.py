@@ -10,63 +10,34 @@ a GUI. Pass ``ax=`` to draw into your own figure and leave the backend alone.
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
 
+from bayesfmm.classplots import (  # noqa: F401  (the helpers live with the newer plots)
+    _components_of,
+    _equation,
+    _headless,
+    _new_axes,
+    plot_class_profiles,
+    plot_coefficients,
+    plot_fitted_lines,
+    plot_predictive_density,
+    plot_rootogram,
+)
 from bayesfmm.errors import DataError, SpecificationError
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
 
-__all__ = ["plot_mixture_density", "plot_class_posterior"]
+__all__ = [
+    "plot_mixture_density", "plot_class_posterior", "plot_rootogram", "plot_coefficients", "plot_class_profiles",
+    "plot_fitted_lines", "plot_predictive_density",
+]
 
 _GRID_POINTS = 400
 _PAD = 0.05  # fraction of the data range added on each side of the density grid
-
-
-def _headless() -> bool:
-    if os.environ.get("MPLBACKEND"):
-        return False
-    if sys.platform.startswith("linux") or sys.platform.startswith("freebsd"):
-        return not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    return False
-
-
-def _new_axes() -> "Axes":
-    """A fresh figure's axes; Agg when there is no display and pyplot is not yet loaded."""
-    import matplotlib
-
-    if "matplotlib.pyplot" not in sys.modules and _headless():
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    _, ax = plt.subplots(figsize=(7, 4.5))
-    return ax
-
-
-def _equation(res: Any, equation: str | None) -> str:
-    responses = tuple(res.spec.responses)
-    if equation is None:
-        return responses[0]
-    if equation not in responses:
-        raise SpecificationError(
-            f"equation {equation!r} is not a response of the model; responses: {responses}"
-        )
-    return equation
-
-
-def _components_of(res: Any, equation: str) -> list[tuple[int, Any]]:
-    """(0-based class, ComponentDesign) of every class that models ``equation``."""
-    out = []
-    for j, comps in enumerate(res.design.classes):
-        for comp in comps:
-            if comp.response == equation:
-                out.append((j, comp))
-    return out
 
 
 def _is_constant(X: np.ndarray) -> bool:
@@ -101,7 +72,8 @@ def _require_intercept_only(res: Any, equation: str, what: str) -> None:
             f"{what} needs an intercept-only model (such as FMM('{equation} ~ 1', k=...)): "
             f"with covariates each row has its own mixture density, so one curve over the "
             f"histogram would not describe the data. Covariates found in: {'; '.join(covariates)}. "
-            "Use res.predict(kind='density') for row-wise densities instead."
+            "Use plot_predictive_density(res, data) for the density averaged over the rows, or "
+            "res.predict(kind='density') for row-wise densities."
         )
 
 

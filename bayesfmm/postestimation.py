@@ -11,13 +11,15 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-from scipy.special import ndtri
-from scipy.special import expit, logit
 
 from bayesfmm.design import design_for_new_data
 from bayesfmm.errors import SpecificationError
+from bayesfmm.families.base import ExtraColumn
 from bayesfmm.likelihood import MixtureProblem, class_log_probs, component_etas, evaluate
-from bayesfmm.ops import NUMPY_OPS
+from bayesfmm.ops import NUMPY_OPS, Lazy
+from bayesfmm.survey import critical_value, design_df
+
+expit, logit = Lazy("scipy.special", "expit"), Lazy("scipy.special", "logit")  # loaded on first use
 
 __all__ = ["PREDICT_KINDS", "predict", "lcprob", "lcmean", "delta_method"]
 
@@ -62,7 +64,7 @@ def lcprob(res, alpha: float = 0.05) -> pd.DataFrame:
         return np.exp(class_log_probs(problem, theta)).mean(axis=0)
 
     margin, se = delta_method(margins, res.theta, res.cov_theta)
-    z = ndtri(1 - alpha / 2)
+    z = critical_value(alpha, design_df(res))  # t on the design df after a survey fit
     with np.errstate(divide="ignore", invalid="ignore"):
         se_logit = se / (margin * (1 - margin))
         lower = expit(logit(margin) - z * se_logit)
@@ -97,7 +99,7 @@ def lcmean(res, alpha: float = 0.05) -> pd.DataFrame:
         return np.concatenate([means[name] for name in names])
 
     value, se = delta_method(flat, res.theta, res.cov_theta)
-    z = ndtri(1 - alpha / 2)
+    z = critical_value(alpha, design_df(res))  # t on the design df after a survey fit
     index = pd.MultiIndex.from_tuples(
         [(j + 1, name) for name in names for j in range(res.k)], names=["class", "equation"]
     )
@@ -210,8 +212,6 @@ def _survival(family, comp, etas) -> np.ndarray:
 
 def _failure_columns(res) -> dict[str, str]:
     """Survival-time response -> its failure indicator column, for every survival component."""
-    from bayesfmm.families.base import ExtraColumn
-
     out = {}
     for comp in res.spec.components:
         source = comp.family.extra_columns.get("failure")
@@ -244,7 +244,6 @@ def _cured_classes(problem: MixtureProblem, equation: str) -> list[int]:
     for comps in problem.design.classes:
         for comp in comps:
             if comp.response == equation and "failure" in comp.component.family.extra_columns:
-                from bayesfmm.families.base import ExtraColumn
 
                 source = comp.component.family.extra_columns["failure"]
                 failure = source.column if isinstance(source, ExtraColumn) else None

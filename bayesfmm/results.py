@@ -10,14 +10,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.special import ndtr, ndtri
 
+from bayesfmm import habits
+from bayesfmm.criteria import information_criteria
+from bayesfmm.inference import ic, lincom, lrtest, relabel, wald_test
+from bayesfmm.iterlog import IterationLog
 from bayesfmm.likelihood import MixtureProblem
-from bayesfmm.ml.iterlog import IterationLog
+from bayesfmm.margins import margins as margins_table
+from bayesfmm.persist import save as save_results
+from bayesfmm.postestimation import lcmean, lcprob, predict
+from bayesfmm.summary import Summary
+from bayesfmm.survey import critical_value, design_df, refuse_under_survey, two_sided_p
 
 __all__ = ["MLResults", "ProblemView"]
 
@@ -121,7 +129,8 @@ class MLResults(ProblemView):
 
     @cached_property
     def pvalues(self) -> pd.Series:
-        return self.layout.series(2 * ndtr(-np.abs(self.zvalues.to_numpy())), "P>|z|")
+        # survey fits (survey=): t on the design degrees of freedom, as Stata's svy
+        return self.layout.series(two_sided_p(self.zvalues.to_numpy(), design_df(self)), "P>|z|")
 
     def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
         """Confidence intervals; auxiliary parameters' are built on the optimiser's scale.
@@ -133,7 +142,7 @@ class MLResults(ProblemView):
         >>> list(res.conf_int().columns)
         ['lower', 'upper']
         """
-        z = ndtri(1 - alpha / 2)
+        z = critical_value(alpha, design_df(self))  # t quantile for survey fits
         se = np.sqrt(np.clip(np.diag(self.cov_theta), 0, None))
         lo = self.layout.to_report(self.theta - z * se)
         hi = self.layout.to_report(self.theta + z * se)
@@ -144,69 +153,138 @@ class MLResults(ProblemView):
     @property
     def aic(self) -> float:
         """Akaike's information criterion, ``-2 llf + 2 df``."""
-        return -2 * self.llf + 2 * self.df_model
+        refuse_under_survey(self, "AIC")
+        return information_criteria(self.llf, self.df_model, self.nobs)["AIC"]
 
     @property
     def bic(self) -> float:
         """Schwarz's criterion, ``-2 llf + log(nobs) df``."""
-        return -2 * self.llf + np.log(self.nobs) * self.df_model
+        refuse_under_survey(self, "BIC")
+        return information_criteria(self.llf, self.df_model, self.nobs)["BIC"]
 
     # -- postestimation ----------------------------------------------------
     def lcprob(self, alpha: float = 0.05) -> pd.DataFrame:
         """Latent class marginal probabilities (Stata ``estat lcprob``)."""
-        from bayesfmm.postestimation import lcprob
-
         return lcprob(self, alpha)
 
     def lcmean(self, alpha: float = 0.05) -> pd.DataFrame:
         """Marginal mean of each response within each class (Stata ``estat lcmean``)."""
-        from bayesfmm.postestimation import lcmean
-
         return lcmean(self, alpha)
 
     def predict(self, data: pd.DataFrame | None = None, kind: str = "mu", marginal: bool = False, equation: str | None = None):
         """Predictions: ``mu``, ``eta``, ``density``, ``distribution``, ``classpr``, ``classposteriorpr``."""
-        from bayesfmm.postestimation import predict
-
         return predict(self, data, kind=kind, marginal=marginal, equation=equation)
 
     # -- inference (bayesfmm.inference) -------------------------------------
     def test(self, hypotheses):
         """Wald test of linear hypotheses on named parameters (Stata ``test``):
         ``res.test("[1]x1 = [2]x1")`` or a list of them for a joint test."""
-        from bayesfmm.inference import wald_test
-
         return wald_test(self, hypotheses)
 
     def lincom(self, expression: str, alpha: float = 0.05):
         """A linear combination with SE, z, p and CI (Stata ``lincom``): ``res.lincom("[2]x1 - [1]x1")``."""
-        from bayesfmm.inference import lincom
-
         return lincom(self, expression, alpha)
 
     def lrtest(self, other, force: bool = False):
         """Likelihood-ratio test against a nested fit (Stata ``lrtest``)."""
-        from bayesfmm.inference import lrtest
-
         return lrtest(self, other, force=force)
 
     def ic(self) -> pd.Series:
         """llf, df, nobs and AIC, AICc, BIC, CAIC, ICL, ICL-BIC, entropy (smaller is better)."""
-        from bayesfmm.inference import ic
-
         return ic(self)
 
     def relabel(self, by, descending: bool = False) -> "MLResults":
         """A copy with the classes permuted: ``by=("y", "Intercept")``, ``"lcprob"`` or ``[3, 1, 2]``."""
-        from bayesfmm.inference import relabel
-
         return relabel(self, by, descending)
 
     def summary(self, alpha: float = 0.05):
         """A Stata-like table; ``str()`` it, or ``.as_frame()``."""
-        from bayesfmm.summary import Summary
-
         return Summary.from_results(self, alpha)
+
+    # -- statsmodels, flexmix and Stata habits (bayesfmm.habits, bayesfmm.margins) ----------
+    @property
+    def model(self):
+        """The fitted model, an ``FMM`` (statsmodels ``res.model``)."""
+        return self.spec
+
+    @property
+    def tvalues(self) -> pd.Series:
+        """Alias of ``zvalues`` (statsmodels' name)."""
+        return self.zvalues
+
+    @property
+    def df_resid(self) -> float:
+        """``nobs - df_model`` (statsmodels)."""
+        return self.nobs - self.df_model
+
+    @cached_property
+    def fittedvalues(self) -> pd.Series:
+        """Marginal mean of the (first) response per row, ``sum_j pi_ij mu_ij``."""
+        return habits.fittedvalues(self)
+
+    @property
+    def resid(self) -> pd.Series:
+        """Response residuals ``y - fittedvalues``."""
+        return habits.resid(self)
+
+    @cached_property
+    def llnull(self) -> float:
+        """Log likelihood of the one-class, intercepts-only model (NaN when none exists)."""
+        return habits.llnull(self)
+
+    def lrtest_null(self):
+        """LR test against the null model (``llr``, ``llr_pvalue`` in statsmodels)."""
+        return habits.lrtest_null(self)
+
+    @property
+    def llr(self) -> float:
+        """``2 (llf - llnull)``."""
+        return 2.0 * (self.llf - self.llnull)
+
+    @property
+    def llr_pvalue(self) -> float:
+        """chi2 p-value of ``llr`` (a guide only for k > 1: the null is on the boundary)."""
+        return self.lrtest_null().pvalue
+
+    def clusters(self, data: pd.DataFrame | None = None) -> pd.Series:
+        """Modal class of each row, 1..k (flexmix ``clusters()``)."""
+        return habits.clusters(self, data)
+
+    def parameters(self, which: str = "model") -> pd.DataFrame:
+        """Estimates with one column per class (flexmix ``parameters()``)."""
+        return habits.parameters(self, which)
+
+    def eform(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Exponentiated coefficients with their CIs (Stata ``eform``)."""
+        return habits.eform(self, alpha)
+
+    def nlcom(self, expressions, alpha: float = 0.05) -> pd.DataFrame:
+        """Delta-method nonlinear combinations (Stata ``nlcom``): ``res.nlcom("exp([2]x)")``."""
+        return habits.nlcom(self, expressions, alpha)
+
+    def margins(self, data: pd.DataFrame, at: str | None = None, dydx: str | None = None,
+                over: str | None = None, equation: str | None = None, alpha: float = 0.05) -> pd.DataFrame:
+        """Predictive margins and average marginal effects (Stata ``margins``); see
+        :func:`bayesfmm.margins.margins`."""
+        return margins_table(self, data, at=at, dydx=dydx, over=over, equation=equation, alpha=alpha)
+
+    def save(self, path: str | Path) -> Path:
+        """Save the fit to ``path`` (load it with ``bf.load``); see docs/saving.md.
+
+        Results also pickle directly (``pickle``, ``joblib``): families travel as their
+        registry name and options.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> import bayesfmm as bf
+        >>> from bayesfmm.persist import load
+        >>> res = bf.FMM("thickness ~ 1", k=2).fit(bf.datasets.load("stamp"))
+        >>> path = res.save(pathlib.Path(tempfile.mkdtemp()) / "fit.bfmm")
+        >>> load(path).params.equals(res.params)
+        True
+        """
+        return save_results(self, path)
 
     def __repr__(self) -> str:
         return (

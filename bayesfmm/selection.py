@@ -11,7 +11,6 @@ run in worker processes (:mod:`bayesfmm.parallel`), with identical results for a
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
@@ -21,15 +20,25 @@ import numpy as np
 import pandas as pd
 
 from bayesfmm.criteria import CRITERIA, information_criteria
-from bayesfmm.errors import ConvergenceError, DataError, SpecificationError
-from bayesfmm.parallel import run_tasks, spec_from_state, spec_state
-from bayesfmm.spec import FMM
+from bayesfmm.design import Design, build_design
+from bayesfmm.errors import (
+    ConvergenceError,
+    ConvergenceWarning,
+    DataError,
+    DataWarning,
+    IdentificationWarning,
+    SpecificationError,
+)
+from bayesfmm.likelihood import evaluate
+from bayesfmm.model import FMM
+from bayesfmm.parallel import run_tasks
+from bayesfmm.params import build_layout
+from bayesfmm.plotting import _new_axes
+from bayesfmm.results import MLResults
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
 
-    from bayesfmm.design import Design
-    from bayesfmm.results import MLResults
 
 __all__ = ["select", "SelectionResult", "StartOutcome", "with_k", "model_for", "start_seed"]
 
@@ -64,11 +73,7 @@ def with_k(model: FMM, k: int) -> FMM:
         )
     if model.lcbase > k:
         raise SpecificationError(f"lcbase={model.lcbase} is not a class of a model with k={k} classes")
-    return FMM(
-        list(model.components),
-        k=int(k),
-        **model.structure_options(),
-    )
+    return model.rebuild(k=int(k))
 
 
 def model_for(model: ModelArg, k: int) -> FMM:
@@ -112,6 +117,11 @@ def check_fit_options(fit_options: Mapping[str, Any], caller: str) -> dict[str, 
             f"{caller}() chooses the start of every fit itself: drop {', '.join(clash)} "
             "(its own nrep=, startvalues= and seed= set the starts)"
         )
+    if fit_options.get("survey") is not None or fit_options.get("subpop") is not None:
+        raise SpecificationError(
+            f"{caller}() compares log likelihoods, which are pseudo-likelihoods under survey= (Stata refuses "
+            "lrtest and information criteria after svy); compare survey fits with res.test()"
+        )
     return dict(fit_options)
 
 
@@ -130,7 +140,7 @@ class StartOutcome:
     converged: bool
     error: str | None
     messages: tuple[str, ...]
-    fields: dict | None  # MLResults fields except ``problem`` (rebuilt by the caller)
+    result: MLResults | None  # the fit (kept starts only; results pickle back from workers)
     min_share: float = math.nan  # the smallest class's share of the sample (mean posterior)
 
     @property
@@ -138,12 +148,8 @@ class StartOutcome:
         return self.error is None
 
 
-def _result_fields(res: "MLResults") -> dict:
-    return {f.name: getattr(res, f.name) for f in dataclasses.fields(res) if f.name != "problem"}
-
-
 def fit_start(
-    state: Any,
+    spec: FMM,
     data: pd.DataFrame,
     k: int,
     start: int,
@@ -151,7 +157,7 @@ def fit_start(
     seed: int | None,
     fit_options: Mapping[str, Any],
     minprior: float = 0.0,
-    keep_fields: bool = True,
+    keep_result: bool = True,
 ) -> StartOutcome:
     """Fit one start (module level: runs in worker processes).
 
@@ -159,12 +165,9 @@ def fit_start(
     probability) is a spurious maximum: it is returned as failed, with its llf for the
     record.
     """
-    from bayesfmm.errors import ConvergenceWarning, DataWarning, IdentificationWarning
-    from bayesfmm.likelihood import evaluate
-
-    spec = spec_from_state(state)
     options = dict(fit_options)
-    options.update(startvalues=method, progress=False)
+    # rep 0 is Stata's single start: the nrep starts are this search (not fit()'s own)
+    options.update(startvalues="factor" if method == "default" else method, progress=False)
     if method != "default":
         options["seed"] = seed
     with warnings.catch_warnings(record=True) as caught:
@@ -187,9 +190,9 @@ def fit_start(
             f"spurious: class {smallest + 1} holds {shares[smallest]:.2%} of the sample "
             f"({shares[smallest] * res.nobs:.1f} observations), below minprior={minprior:g}"
         )
-    fields = _result_fields(res) if keep_fields and error is None else None
+    kept = res if keep_result and error is None else None
     return StartOutcome(
-        k, start, method, seed, float(res.llf), bool(res.converged), error, messages, fields, float(shares[smallest])
+        k, start, method, seed, float(res.llf), bool(res.converged), error, messages, kept, float(shares[smallest])
     )
 
 
@@ -205,14 +208,19 @@ def start_tasks(
     """Argument tuples of :func:`fit_start`: k = 1 gets one start, other k ``nrep``."""
     tasks = []
     for k, spec in specs.items():
-        state = spec_state(spec)
         for rep in range(1 if k == 1 else nrep):
             if rep == 0:
-                tasks.append((state, data, k, 0, "default", None, fit_options, minprior))
+                tasks.append((spec, data, k, 0, "default", None, fit_options, minprior))
             else:
                 seed = start_seed(entropy, 0, k, rep)
-                tasks.append((state, data, k, rep, method, seed, fit_options, minprior))
+                tasks.append((spec, data, k, rep, method, seed, fit_options, minprior))
     return tasks
+
+
+def start_label(task: tuple) -> str:
+    """``k=3 start=2 method=randompr seed=123``: a start task named in an error."""
+    _, _, k, start, method, seed = task[:6]
+    return f"k={k} start={start} method={method} seed={seed}"
 
 
 def best_outcome(outcomes: Sequence[StartOutcome]) -> StartOutcome | None:
@@ -221,25 +229,6 @@ def best_outcome(outcomes: Sequence[StartOutcome]) -> StartOutcome | None:
         if pool:
             return max(pool, key=lambda o: (o.llf, -o.start))
     return None
-
-
-def rebuild_results(design: "Design", outcome: StartOutcome) -> "MLResults":
-    """The MLResults of a start fitted elsewhere, on ``build_design(spec, data)`` of the
-    same model and data: the problem is rebuilt here (it holds families, which do not
-    pickle), and checked."""
-    from bayesfmm.likelihood import MixtureProblem, evaluate
-    from bayesfmm.params import build_layout
-    from bayesfmm.results import MLResults
-
-    problem = MixtureProblem.build(design, build_layout(design))
-    res = MLResults(problem=problem, **outcome.fields)
-    llf = evaluate(problem, res.theta).llf
-    if not math.isclose(llf, outcome.llf, rel_tol=1e-10, abs_tol=1e-8):  # pragma: no cover - a safeguard
-        raise RuntimeError(
-            f"the rebuilt k={design.k} fit has llf {llf!r}, its worker reported {outcome.llf!r}: "
-            "fit_ml and rebuild_results no longer build the same problem (a bug; please report it)"
-        )
-    return res
 
 
 # -- the result ---------------------------------------------------------------
@@ -275,7 +264,7 @@ class SelectionResult:
     """
 
     table: pd.DataFrame
-    fits: Mapping[int, "MLResults"]
+    fits: Mapping[int, MLResults]
     starts: pd.DataFrame
     seed: int
     nrep: int
@@ -290,7 +279,7 @@ class SelectionResult:
             raise ConvergenceError(f"no k has a {name}: every fit failed (see .table['note'])")
         return int(values.idxmin())
 
-    def best(self, criterion: str = "BIC") -> "MLResults":
+    def best(self, criterion: str = "BIC") -> MLResults:
         """The fit of the k minimising ``criterion`` (``"AIC"``, ``"BIC"``, ``"ICL"``, ...).
 
         Examples
@@ -305,8 +294,6 @@ class SelectionResult:
 
     def plot(self, criteria: Sequence[str] = ("AIC", "BIC", "ICL"), ax: "Axes | None" = None) -> "Axes":
         """Each criterion against k; a star marks each minimum. Returns the axes."""
-        from bayesfmm.plotting import _new_axes
-
         names = [_criterion_name(c) for c in ([criteria] if isinstance(criteria, str) else criteria)]
         if ax is None:
             ax = _new_axes()
@@ -329,10 +316,7 @@ class SelectionResult:
         return f"SelectionResult(nrep={self.nrep}, seed={self.seed})\n{shown.to_string()}"
 
 
-def _row(k: int, design: "Design", outcomes: Sequence[StartOutcome], fits: dict) -> dict:
-    from bayesfmm.likelihood import evaluate
-    from bayesfmm.params import build_layout
-
+def _row(k: int, design: Design, outcomes: Sequence[StartOutcome], fits: dict) -> dict:
     best = best_outcome(outcomes)
     failed = [o for o in outcomes if not (o.ok and o.converged)]
     row: dict[str, Any] = {"n_starts": len(outcomes), "n_failed": len(failed)}
@@ -342,7 +326,7 @@ def _row(k: int, design: "Design", outcomes: Sequence[StartOutcome], fits: dict)
         row.update(information_criteria(math.nan, df, design.n))
         row["note"] = f"all {len(outcomes)} starts failed; first: {failed[0].error if failed else ''}"
         return row
-    res = rebuild_results(design, best)
+    res = best.result
     fits[k] = res
     resp = evaluate(res.problem, res.theta).resp
     row.update(llf=res.llf, df=res.df_model, nobs=res.nobs, converged=bool(res.converged))
@@ -360,9 +344,10 @@ COLUMNS = (
 
 
 def summarise(
-    designs: Mapping[int, "Design"], outcomes: Sequence[StartOutcome]
+    designs: Mapping[int, Design], outcomes: Sequence[StartOutcome]
 ) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
-    """The criteria table, the best fit per k (on the given designs), and the per-start table."""
+    """The criteria table, the best fit per k, and the per-start table (``designs`` give
+    the free parameters and observations of a k whose every start failed)."""
     fits: dict[int, MLResults] = {}
     rows = {}
     for k, design in designs.items():
@@ -398,6 +383,7 @@ def select(
     startvalues: str = "randompr",
     minprior: float = 0.05,
     start_method: str | None = None,
+    executor: Any = None,
     **fit_options: Any,
 ) -> SelectionResult:
     """Fit ``model`` for each number of classes in ``k`` from ``nrep`` starts each.
@@ -435,6 +421,13 @@ def select(
     start_method
         Multiprocessing start method (``"fork"``, ``"spawn"``, ``"forkserver"``);
         ``None``: the platform's default.
+    executor
+        Run the starts on this ``concurrent.futures.Executor`` or Dask ``Client`` instead
+        of local processes (``n_jobs`` is then ignored); the results equal the serial
+        run's for the same ``seed``. A start that raises something other than a failed fit
+        (or is lost with its worker) is named by its k, start and seed in a
+        :class:`~bayesfmm.tasks.TaskError`, raised after the other starts finished. See
+        docs/scale.md.
     **fit_options
         Passed to every :meth:`~bayesfmm.FMM.fit` (``vce``, ``emopts``, ``iterate``, ...).
 
@@ -459,8 +452,6 @@ def select(
     minprior = check_minprior(minprior, max(ks))
     entropy = run_entropy(seed)
     specs = {kk: model_for(model, kk) for kk in ks}
-    from bayesfmm.design import build_design
-
     designs = {kk: build_design(spec, data) for kk, spec in specs.items()}  # bad data fail here
     tasks = start_tasks(specs, data, int(nrep), startvalues, entropy, options, minprior)
     outcomes = run_tasks(
@@ -469,9 +460,10 @@ def select(
         n_jobs=n_jobs,
         progress=progress,
         description=f"fitting k = {ks[0]}..{ks[-1]}, {nrep} starts",
-        specs=list(specs.values()),
         start_method=start_method,
         cost=[task[2] for task in tasks],  # more classes, longer fits: start them first
+        executor=executor,
+        labels=[start_label(task) for task in tasks],
     )
     table, fits, starts = summarise(designs, outcomes)
     return SelectionResult(

@@ -1,15 +1,24 @@
-"""Simulate responses from a fitted mixture: the engine of the parametric bootstrap.
+"""The response simulator: draws from the mixture at a parameter vector.
 
-Each row first draws its latent class from the fitted class probabilities (per row when the
-class model has covariates; per group, shared by its rows, with ``group=``), then each
-response from its component in that class, through
-the family's ``sample(etas, rng, extra)``. Covariates stay as they are: the simulation is
-conditional on the design, as in flexmix's ``rflexmix`` and Stata's parametric bootstrap.
+:func:`simulate_responses` is the one simulator of the package. Each likelihood unit first
+draws its latent class from the class probabilities (per row when the class model has
+covariates; per group, shared by its rows, with ``group=``), then each response from its
+component in that class. A family that defines ``sample(etas, rng, extra)`` (the optional
+hook of :class:`~bayesfmm.families.base.Family`, one draw per row) is used as is; otherwise
+the draw inverts the family's ``cdf`` (which every family has) by bisection: over the
+integers when the family's support rejects half-integers of the observed responses (a
+count or binary family), over the reals otherwise. No family is named here.
+
+It serves :func:`simulate` (``bf.simulate``, the parametric bootstrap), the posterior and
+prior predictive draws and the ``random`` of the PyMC model (:mod:`bayesfmm.bayes.predictive`)
+and simulation-based calibration (:mod:`bayesfmm.bayes.sbc`). Covariates stay as they are:
+the simulation is conditional on the design, as in flexmix's ``rflexmix`` and Stata's
+parametric bootstrap.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -17,8 +26,12 @@ import pandas as pd
 from bayesfmm.design import design_for_new_data
 from bayesfmm.errors import DataError, SpecificationError
 from bayesfmm.likelihood import MixtureProblem, class_log_probs, component_etas
+from bayesfmm.ops import NUMPY_OPS
 
-__all__ = ["simulate", "draw_classes"]
+__all__ = ["simulate", "simulate_responses", "draw_responses", "draw_classes", "inverse_cdf_draw"]
+
+MAX_BRACKET_STEPS = 80
+MAX_BISECTIONS = 200
 
 
 def draw_classes(class_prob: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -36,6 +49,172 @@ def draw_classes(class_prob: np.ndarray, rng: np.random.Generator) -> np.ndarray
     return np.minimum((u[:, None] >= cumulative).sum(axis=1), prob.shape[1] - 1)
 
 
+def _rows_of(value: Any, rows: np.ndarray, n: int) -> Any:
+    arr = np.asarray(value)
+    return arr[rows] if arr.ndim >= 1 and arr.shape[0] == n else value
+
+
+def _is_discrete(family, y: np.ndarray, extra: Mapping[str, Any]) -> bool:
+    with np.errstate(all="ignore"):
+        shifted = np.asarray(family.in_support(y + 0.5, extra), dtype=bool)
+    return not shifted.any()
+
+
+def inverse_cdf_draw(
+    family, etas: list, extra: Mapping[str, Any], u: np.ndarray, y_obs: np.ndarray, discrete: bool
+) -> np.ndarray:
+    """The ``u``-quantiles of the family at ``etas`` (one per row), by bisection on its CDF.
+
+    ``y_obs`` (the observed responses) seeds the search bracket; values where the CDF is
+    not defined (NaN) count as below the support left of the observed median, above it
+    to the right.
+
+    Examples
+    --------
+    >>> import bayesfmm as bf
+    >>> fam = bf.get_family("gaussian")
+    >>> u = np.array([0.025, 0.975])
+    >>> inverse_cdf_draw(fam, [np.zeros(2), np.zeros(2)], {}, u, np.array([-1.0, 1.0]), False).round(4).tolist()
+    [-1.96, 1.96]
+    """
+    centre = float(np.median(y_obs))
+    spread = float(np.ptp(y_obs)) or 1.0
+
+    def cdf(x):
+        with np.errstate(all="ignore"):
+            value = np.asarray(family.cdf(x, etas, NUMPY_OPS, extra), dtype=float) * np.ones_like(x)
+        return np.where(np.isnan(value), np.where(x < centre, 0.0, 1.0), value)
+
+    m = u.shape[0]
+    lo = np.full(m, float(np.min(y_obs)) - (1.0 if discrete else 0.0))
+    hi = np.full(m, float(np.max(y_obs)))
+    width = np.full(m, spread)
+    for _ in range(MAX_BRACKET_STEPS):
+        low_bad = cdf(lo) >= u
+        high_bad = cdf(hi) < u
+        if not (low_bad.any() or high_bad.any()):
+            break
+        lo = np.where(low_bad, lo - width, lo)
+        hi = np.where(high_bad, hi + width, hi)
+        width = width * 2
+    if discrete:
+        lo, hi = np.floor(lo), np.ceil(hi)
+        for _ in range(MAX_BISECTIONS):
+            open_ = hi - lo > 1
+            if not open_.any():
+                break
+            mid = np.floor((lo + hi) / 2)
+            above = cdf(mid) >= u
+            hi = np.where(open_ & above, mid, hi)
+            lo = np.where(open_ & ~above, mid, lo)
+        return hi
+    for _ in range(MAX_BISECTIONS):
+        mid = 0.5 * (lo + hi)
+        above = cdf(mid) >= u
+        hi = np.where(above, mid, hi)
+        lo = np.where(above, lo, mid)
+        if np.all(hi - lo <= 1e-12 * (1.0 + np.abs(hi))):
+            break
+    return 0.5 * (lo + hi)
+
+
+def _component_draws(comp, etas: list, rows: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """One draw of ``comp``'s response for each of ``rows`` (its ``sample``, or its CDF inverted)."""
+    row_etas = [np.broadcast_to(np.asarray(e, dtype=float), (n,))[rows] for e in etas]
+    row_extra = {key: _rows_of(value, rows, n) for key, value in comp.extra.items()}
+    family = comp.family
+    if callable(family.sample):
+        values = family.sample(row_etas, rng, row_extra)
+    else:
+        u = np.clip(rng.random(rows.size), 1e-300, 1.0)
+        discrete = _is_discrete(family, comp.y, comp.extra)
+        values = inverse_cdf_draw(family, row_etas, row_extra, u, comp.y, discrete)
+    return np.broadcast_to(np.asarray(values, dtype=float), (rows.size,))
+
+
+def _check_one_component_per_response(problem: MixtureProblem) -> None:
+    for j, comps in enumerate(problem.design.classes):
+        seen: set[str] = set()
+        for comp in comps:
+            if comp.response in seen:
+                raise SpecificationError(
+                    f"class {j + 1} has two components for response {comp.response!r}: cannot simulate it"
+                )
+            seen.add(comp.response)
+
+
+def simulate_responses(
+    problem: MixtureProblem, theta: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """One draw of every response for every row at ``theta``, and the classes drawn.
+
+    Parameters
+    ----------
+    problem
+        The mixture problem (design and layout); its covariates are held fixed.
+    theta
+        A parameter vector in the layout's order.
+    rng
+        The random generator; the draws are a function of ``(problem, theta, rng)`` only.
+
+    Returns
+    -------
+    (y, classes)
+        ``y`` an array (n, responses), the columns in ``problem.design.spec.responses``
+        order; ``classes`` the 0-based class of each row (with ``group=``, the same for all
+        rows of a group).
+
+    Examples
+    --------
+    >>> import bayesfmm as bf
+    >>> from bayesfmm.design import build_design
+    >>> from bayesfmm.params import build_layout
+    >>> design = build_design(bf.FMM("thickness ~ 1", k=2), bf.datasets.load("stamp"))
+    >>> problem = MixtureProblem.build(design, build_layout(design))
+    >>> theta = np.array([0.0, 0.07, -12.0, 0.1, -12.0])
+    >>> y, classes = simulate_responses(problem, theta, np.random.default_rng(0))
+    >>> y.shape, bool(np.all((y[:, 0] > 0.085) == (classes == 1)))
+    ((485, 1), True)
+    """
+    theta = np.asarray(theta, dtype=float)
+    _check_one_component_per_response(problem)
+    n = problem.n
+    with np.errstate(under="ignore"):
+        prob = np.exp(class_log_probs(problem, theta))
+    groups = problem.design.groups
+    if groups is None:
+        classes = draw_classes(prob, rng)
+    else:  # group=: one class per group, shared by its rows
+        classes = draw_classes(prob[groups.first], rng)[groups.codes]
+    etas = component_etas(problem, theta)
+    responses = problem.design.spec.responses
+    out = np.full((n, len(responses)), np.nan)
+    for j, comps in enumerate(problem.design.classes):
+        rows = np.flatnonzero(classes == j)
+        if rows.size == 0:
+            continue
+        for c, comp in enumerate(comps):
+            out[rows, responses.index(comp.response)] = _component_draws(comp, etas[j][c], rows, n, rng)
+    return out, classes
+
+
+def draw_responses(problem: MixtureProblem, theta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One draw of every response for every row at ``theta``: an array (n, responses)
+    (:func:`simulate_responses` without the classes).
+
+    Examples
+    --------
+    >>> import bayesfmm as bf
+    >>> from bayesfmm.design import build_design
+    >>> from bayesfmm.params import build_layout
+    >>> design = build_design(bf.FMM("thickness ~ 1", k=2), bf.datasets.load("stamp"))
+    >>> problem = MixtureProblem.build(design, build_layout(design))
+    >>> draw_responses(problem, np.array([0.0, 0.07, -12.0, 0.1, -12.0]), np.random.default_rng(0)).shape
+    (485, 1)
+    """
+    return simulate_responses(problem, theta, rng)[0]
+
+
 def _problem(res, data: pd.DataFrame | None) -> MixtureProblem:
     if data is None:
         return res.problem
@@ -44,19 +223,16 @@ def _problem(res, data: pd.DataFrame | None) -> MixtureProblem:
 
 
 def _check_simulable(problem: MixtureProblem, data: pd.DataFrame | None) -> None:
-    for j, comps in enumerate(problem.design.classes):
-        seen: set[str] = set()
+    """``bf.simulate`` asks for a family's ``sample``: the CDF fallback needs observed
+    responses to bracket its search, which new covariate data need not have."""
+    _check_one_component_per_response(problem)
+    for comps in problem.design.classes:
         for comp in comps:
             if comp.family.sample is None:
                 raise SpecificationError(
                     f"family {comp.family.name!r} cannot simulate: it has no sample() function; "
                     "give its Family a sample=(etas, rng, extra) -> draws to simulate or bootstrap it"
                 )
-            if comp.response in seen:
-                raise SpecificationError(
-                    f"class {j + 1} has two components for response {comp.response!r}: cannot simulate it"
-                )
-            seen.add(comp.response)
             if data is not None and comp.response not in data.columns:
                 raise SpecificationError(
                     f"simulate writes the draws of response {comp.response!r} into a column of that "
@@ -110,25 +286,8 @@ def simulate(
         raise SpecificationError(f"data must be a pandas DataFrame or None, got {type(data).__name__}")
     problem = _problem(res, data)
     _check_simulable(problem, data)
-    n = problem.n
-    with np.errstate(under="ignore"):
-        prob = np.exp(class_log_probs(problem, res.theta))
-    groups = problem.design.groups
-    if groups is None:
-        classes = draw_classes(prob, rng)
-    else:  # group=: one class per group, shared by its rows
-        classes = draw_classes(prob[groups.first], rng)[groups.codes]
-    etas = component_etas(problem, res.theta)
-    draws: dict[str, np.ndarray] = {name: np.full(n, np.nan) for name in problem.design.spec.responses}
-    for j, comps in enumerate(problem.design.classes):
-        rows = np.flatnonzero(classes == j)
-        if rows.size == 0:
-            continue
-        for c, comp in enumerate(comps):
-            row_etas = [np.broadcast_to(np.asarray(e, dtype=float), (n,))[rows] for e in etas[j][c]]
-            row_extra = {key: np.asarray(value)[rows] for key, value in comp.extra.items()}
-            values = np.asarray(comp.family.sample(row_etas, rng, row_extra), dtype=float)
-            draws[comp.response][rows] = values
+    y, classes = simulate_responses(problem, res.theta, rng)
+    draws = {name: y[:, r] for r, name in enumerate(problem.design.spec.responses)}
     index = problem.design.index
     if data is None:
         out = pd.DataFrame(draws, index=index)

@@ -6,21 +6,15 @@ A specification holds no data and no fitted state: one ``FMM`` gives ML results
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from bayesfmm.errors import SpecificationError
 from bayesfmm.families.base import Family
-from bayesfmm.families.registry import canonical_name, get_family
+from bayesfmm.families.registry import FamilyOptions, canonical_name, get_family
 
-if TYPE_CHECKING:  # pragma: no cover
-    import pandas as pd
-
-    from bayesfmm.bayes.results import BayesResults
-    from bayesfmm.results import MLResults
-
-__all__ = ["Component", "FMM"]
+__all__ = ["Component", "ModelSpec"]
 
 LCINVARIANT_CHOICES = ("none", "cons", "coef", "errvar", "scale", "all")
 
@@ -124,8 +118,9 @@ def _check_nested(nested: Any, k: int) -> tuple[tuple[str, tuple[tuple[int, ...]
     return tuple(out)
 
 
-def _freeze(options: Mapping[str, Any]) -> Mapping[str, Any]:
-    return MappingProxyType(dict(options))
+def _freeze(options: Mapping[str, Any], family: str | None = None) -> FamilyOptions:
+    """Read-only family options that pickle (carrying a user family's builder along)."""
+    return FamilyOptions(options, family)
 
 
 @dataclass(frozen=True, init=False)
@@ -185,8 +180,8 @@ class Component:
         if exposure is not None and not isinstance(exposure, str):
             raise SpecificationError(f"exposure must be a column name, got {exposure!r}")
         object.__setattr__(self, "exposure", exposure)
-        object.__setattr__(self, "options", _freeze(options))
-        self.family  # builds the family once: unknown options fail here
+        object.__setattr__(self, "options", _freeze(options, self.family_name))
+        self.family  # noqa: B018  (builds the family once: unknown options fail here)
 
     @property
     def family(self) -> Family:
@@ -200,66 +195,14 @@ class Component:
 
     def __repr__(self) -> str:
         opts = "".join(f", {k}={v!r}" for k, v in self.options.items())
-        extra = f", lcprob={self.lcprob!r}" if self.lcprob else ""
+        extra = "".join(f", {k}={getattr(self, k)!r}" for k in ("lcprob", "offset", "exposure") if getattr(self, k))
         return f"Component({self.formula!r}, family={self.family_name!r}{extra}{opts})"
 
 
 @dataclass(frozen=True, init=False)
-class FMM:
-    """A finite mixture model: latent classes, each with component models.
-
-    Standard syntax (Stata ``fmm 3: regress y x``) gives a formula, a family and ``k``;
-    hybrid syntax (Stata ``fmm: (regress y x) (poisson y x)``) gives a list of
-    :class:`Component`, one per class. A list together with ``k`` fits every component in
-    each of the ``k`` classes (Stata ``fmm 3: (regress y1) (poisson y2)``).
-
-    Parameters
-    ----------
-    spec
-        A formula string, or a sequence of :class:`Component`.
-    family
-        Family of the standard syntax (default ``"gaussian"``).
-    k
-        Number of latent classes (standard syntax).
-    lcprob
-        ``"~ z1 + z2"``: covariates of the class probabilities (multinomial logit).
-    lcinvariant
-        Stata's ``lcinvariant()``: component parameters constrained equal across classes,
-        by parameter class: ``"none"`` (default), ``"cons"`` (intercepts, cutpoints),
-        ``"coef"`` (the other regression coefficients), ``"errvar"`` (error variances),
-        ``"scale"`` (other auxiliary parameters: ``alpha``, ``scale``), ``"all"``, or a
-        list of them.
-    lcbase
-        Base latent class, 1-based (its logit is fixed at 0).
-    constraints
-        Linear constraints on named parameters, a string or a list of strings in the
-        syntax of ``res.test``: ``"[1]x1 = [2]x1"``, ``"[3]Intercept = 0"``,
-        ``"[1]x1 + [2]x1 = 1"``, ``"[1]var(e) = [2]var(e)"`` (auxiliary parameters can be
-        set equal or fixed at a value). See docs/structure.md.
-    equal
-        flexmix's ``fixed`` effects: terms whose coefficient is one parameter shared by every
-        class (``["x2"]``, or ``["y:x2"]`` naming the equation).
-    nested
-        flexmix's ``nested`` effects: ``{"x1": [(2, 3)]}`` shares the coefficient of ``x1``
-        within each listed group of classes.
-    group
-        A column: all rows of a group belong to one class (flexmix ``y ~ x | g``); the
-        likelihood is a product over groups and posterior class probabilities are per group.
-    weights, weight_type
-        A weight column and its kind: ``"fweight"`` (frequency: a row counts ``w`` times),
-        ``"pweight"`` (sampling weights; implies ``vce="robust"``), ``"iweight"``
-        (importance: the log likelihood of a row is multiplied by ``w``), as in Stata.
-    **options
-        Family options of the standard syntax.
-
-    Examples
-    --------
-    >>> import bayesfmm as bf
-    >>> model = bf.FMM("thickness ~ 1", family="gaussian", k=3)
-    >>> model.k
-    3
-    >>> res = model.fit(bf.datasets.load("stamp"))  # doctest: +SKIP
-    """
+class ModelSpec:
+    """The data of a finite mixture model (no engines): what :class:`bayesfmm.FMM` adds
+    ``fit``/``sample``/``map``/``build_pymc`` to. Its parameters are :class:`bayesfmm.FMM`'s."""
 
     components: tuple[Component, ...]
     k: int
@@ -313,6 +256,7 @@ class FMM:
                 "spec must be a formula string or a non-empty list of bf.Component, "
                 f"got {type(spec).__name__}"
             )
+        k, lcbase = (int(v) if isinstance(v, numbers.Integral) and not isinstance(v, bool) else v for v in (k, lcbase))
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise SpecificationError(f"k (the number of classes) must be an integer >= 1, got {k!r}")
         if not hybrid and any(c.lcprob for c in components):
@@ -366,6 +310,24 @@ class FMM:
         ):
             object.__setattr__(self, name, value)
 
+    def __repr__(self) -> str:
+        """The constructor call that builds this model again: ``eval(repr(model), vars(bf))``
+        equals ``model`` (names ``FMM``/``Component`` unqualified, as statsmodels prints)."""
+        comps = self.components
+        if not self.hybrid and len(comps) == 1:
+            c = comps[0]
+            args = [repr(c.formula), f"family={c.family_name!r}", f"k={self.k}"]
+            args += [f"{key}={getattr(c, key)!r}" for key in ("offset", "exposure") if getattr(c, key)]
+            args += [f"{key}={value!r}" for key, value in c.options.items()]
+        else:
+            args = ["[" + ", ".join(map(repr, comps)) + "]"] + ([] if self.hybrid else [f"k={self.k}"])
+        defaults = {"lcinvariant": "none", "lcbase": 1, "weight_type": "fweight"}
+        args += [
+            f"{key}={value!r}" for key, value in self.structure_options().items()
+            if value is not None and value != defaults.get(key)
+        ]
+        return f"{type(self).__name__}({', '.join(args)})"
+
     @property
     def invariant_classes(self) -> tuple[str, ...]:
         """``lcinvariant`` as a tuple of parameter classes (``"all"`` expanded); empty for none."""
@@ -414,88 +376,19 @@ class FMM:
             seen.setdefault(comp.response, None)
         return tuple(seen)
 
-    def fit(self, data: "pd.DataFrame", **options: Any) -> "MLResults":
-        """Fit by maximum likelihood as Stata ``fmm`` does: start values, EM, then Newton.
-
-        See :func:`bayesfmm.ml.fit.fit_ml` for the options (``startvalues``, ``draws``,
-        ``seed``, ``emopts``, ``iterate``, ``tolerance``, ``ltolerance``, ``nrtolerance``,
-        ``vce``, ``log``).
+    def rebuild(self, components: Sequence[Component] | None = None, k: int | None = None, **changes: Any) -> "ModelSpec":
+        """The same model (of the same type) with other components, another ``k`` or other
+        structure options (the keyword arguments of the constructor).
 
         Examples
         --------
         >>> import bayesfmm as bf
-        >>> res = bf.FMM("thickness ~ 1", k=3).fit(bf.datasets.load("stamp"))
-        >>> round(res.llf, 3)
-        1518.848
+        >>> bf.FMM("y ~ x", family="poisson", k=3).rebuild(k=2).k
+        2
         """
-        from bayesfmm.ml.fit import fit_ml
-
-        return fit_ml(self, data, **options)
-
-    def build_pymc(self, data: "pd.DataFrame", priors: Any = None, order: Any = "auto") -> Any:
-        """The PyMC model (``pm.Model``) of this mixture on ``data``, for users who extend it.
-
-        See ``docs/bayes.md``: one variable per parameter over the ``class`` dimension
-        (``thickness_Intercept``, ``thickness_lnvar``, ``Class_Intercept``), the mixture
-        marginalised, the pointwise log likelihood on the observed variable.
-
-        Examples
-        --------
-        >>> import bayesfmm as bf
-        >>> m = bf.FMM("thickness ~ 1", k=3).build_pymc(bf.datasets.load("stamp"))  # doctest: +SKIP
-        >>> sorted(m.named_vars)  # doctest: +SKIP
-        ['Class_Intercept', 'thickness', 'thickness_Intercept', 'thickness_lnvar']
-        """
-        from bayesfmm.bayes.sample import build_model
-
-        return build_model(self, data, priors=priors, order=order).model
-
-    def sample(
-        self,
-        data: "pd.DataFrame",
-        draws: int = 1000,
-        tune: int = 1000,
-        chains: int = 4,
-        random_seed: int | None = None,
-        sampler: str = "nutpie",
-        init: Any = "ml",
-        priors: Any = None,
-        order: Any = "auto",
-        progressbar: bool | None = None,
-        **kwargs: Any,
-    ) -> "BayesResults":
-        """Sample the posterior by NUTS: ``sampler="nutpie"`` (default), ``"pymc"`` or ``"numpyro"``.
-
-        Chains start from the ML fit jittered by its standard errors (``init="ml"``; an
-        ``MLResults`` to start from that fit, e.g. one with random starts; ``"pymc"`` for
-        PyMC's own start); ``order="auto"`` orders the classes by the first
-        component's intercept (``None`` to switch off, ``"classpr"``, or a parameter);
-        ``priors`` overrides the default priors. Other keywords go to the sampler
-        (``target_accept``, ``cores``, ...). See ``docs/bayes.md``.
-
-        Examples
-        --------
-        >>> import bayesfmm as bf
-        >>> post = bf.FMM("thickness ~ 1", k=3).sample(bf.datasets.load("stamp"), random_seed=1)  # doctest: +SKIP
-        >>> post.diagnostics().passed  # doctest: +SKIP
-        True
-        """
-        from bayesfmm.bayes.sample import sample
-
-        return sample(
-            self, data, draws=draws, tune=tune, chains=chains, random_seed=random_seed, sampler=sampler,
-            init=init, priors=priors, order=order, progressbar=progressbar, **kwargs,
-        )
-
-    def map(self, data: "pd.DataFrame", priors: Any = None, **options: Any) -> "MLResults":
-        """Posterior mode (MAP) by scipy on the PyMC model's log density; equals ML with
-        ``priors="flat"``. Returns MAPResults (MLResults' API, Laplace standard errors).
-
-        Examples
-        --------
-        >>> import bayesfmm as bf
-        >>> mode = bf.FMM("thickness ~ 1", k=3).map(bf.datasets.load("stamp"))  # doctest: +SKIP
-        """
-        from bayesfmm.bayes.sample import map_estimate
-
-        return map_estimate(self, data, priors=priors, **options)
+        options = self.structure_options()
+        options.update(changes)
+        comps = list(self.components if components is None else components)
+        if k is None and not self.hybrid:
+            k = self.k
+        return type(self)(comps, k=k, **options)

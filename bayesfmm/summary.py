@@ -18,7 +18,7 @@ __all__ = ["Summary", "format_number"]
 
 RULE = "-" * 78
 # The line Stata prints above "Std. err." for each variance estimator.
-SE_PREFIX = {"oim": "", "opg": "OPG", "robust": "Robust", "cluster": "Robust"}
+SE_PREFIX = {"oim": "", "opg": "OPG", "robust": "Robust", "cluster": "Robust", "linearized": "Linearized"}
 WIDTH_LABEL = 13
 
 
@@ -83,6 +83,8 @@ class Summary:
     constraints: tuple[str, ...] = ()  # the equations a constrained fit holds, as Stata lists them
     fixed_terms: frozenset = frozenset()  # parameters fixed at a value: "(constrained)"
     equations: tuple = ()  # ((class, response), (equation, ...)) where a component has several (mlogit)
+    stat: str = "z"  # "t" after a survey fit (design degrees of freedom)
+    survey_lines: tuple[str, ...] = ()  # Stata's svy header: strata, PSUs, population size, design df
 
     @staticmethod
     def model_fields(res, alpha: float) -> dict:
@@ -126,7 +128,8 @@ class Summary:
         return cls(
             frame=frame,
             title="Finite mixture model",
-            **cls.model_fields(res, alpha),
+            # after svy, subpop(): Stata's "Number of obs" counts the whole design
+            **{**cls.model_fields(res, alpha), **({} if res.design.survey is None else {"nobs": res.design.survey.n_obs})},
             converged=res.converged,
             vce=res.vce,
             cluster_note=(
@@ -134,6 +137,8 @@ class Summary:
                 if res.vce == "cluster" and getattr(res, "n_clusters", None)
                 else ""
             ),
+            stat="z" if res.design.survey is None else "t",
+            survey_lines=() if res.design.survey is None else tuple(res.design.survey.header()),
         )
 
     def as_frame(self) -> pd.DataFrame:
@@ -145,7 +150,7 @@ class Summary:
         prefix = SE_PREFIX.get(self.vce, "")
         above = f"{'':>{WIDTH_LABEL}}|{'':>12}{prefix:>10}\n" if prefix else ""
         return above + (
-            f"{'':>{WIDTH_LABEL}}|{'Coefficient':>12}{'Std. err.':>11}{'z':>9}{'P>|z|':>8}"
+            f"{'':>{WIDTH_LABEL}}|{'Coefficient':>12}{'Std. err.':>11}{self.stat:>9}{f'P>|{self.stat}|':>8}"
             f"     [{level}% conf. interval]"
         )
 
@@ -171,6 +176,7 @@ class Summary:
         lines = [
             f"{self.title:<48}Number of obs     = {self.nobs:>10,}",
             f"Log likelihood = {self.llf:.8g}",
+            *self.survey_lines,
             *([self.cluster_note] if self.cluster_note else []),
             "",
         ]
@@ -221,6 +227,9 @@ class Summary:
         if not self.converged:
             lines += ["", "Warning: convergence not achieved"]
         return "\n".join(lines)
+
+    def __repr__(self) -> str:  # a REPL shows the table, as statsmodels' summary does
+        return str(self)
 
     def _repr_html_(self) -> str:  # notebooks
         return "<pre>" + str(self).replace("&", "&amp;").replace("<", "&lt;") + "</pre>"

@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import argparse
 import csv
-import shutil
-import tempfile
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path

@@ -1,6 +1,7 @@
 # Times R flexmix on a CSV written by bench_ml.py, for a same-run comparison.
 # Usage: Rscript flexmix_fit.R data.csv formula k seed [family]
-# family (optional, default "gaussian") is a glm family for FLXMRglm, e.g. "poisson".
+# family (optional, default "gaussian") is a glm family for FLXMRglm, e.g. "poisson" or
+# "binomial" (with a formula such as cbind(y, n - y) ~ x1 + x2).
 # flexmix starts from the partition bayesfmm's default start uses (k equal groups by
 # quantiles of the response residuals y - mu of a 1-class fit: least squares for the
 # gaussian, a glm for other families), so both fit the same problem from the same place;

@@ -21,8 +21,12 @@ Four lessons, each with a figure in ``examples/output/`` (next to this script):
 
 Parts 1-2 sample with NUTS (``model.sample``); parts 3-4 need only the ML engine. Run::
 
-    python examples/identifiability.py            # everything (about a minute or two)
+    python examples/identifiability.py            # everything
     python examples/identifiability.py --ml-only  # parts 3-4 only (seconds)
+
+Run time, measured on the 2-core development machine (shared with other jobs): 38 s wall
+clock (22 s of CPU) once the sampler's compiled code is cached; the first run in a fresh
+environment also compiles the PyMC/nutpie models and took about 4 minutes.
 """
 
 from __future__ import annotations

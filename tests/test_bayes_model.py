@@ -16,6 +16,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import simulate_regression_mixture
 from scipy import optimize, stats
 
 import bayesfmm as bf
@@ -24,8 +25,6 @@ from bayesfmm.bayes.builder import problem_for
 from bayesfmm.bayes.identify import ordered_forward, permute_classes, relabel_to_order
 from bayesfmm.bayes.sample import build_model
 from bayesfmm.likelihood import evaluate, loglike
-
-from conftest import simulate_regression_mixture
 
 
 def regression_data(n: int = 240, seed: int = 3) -> pd.DataFrame:
@@ -232,7 +231,11 @@ def test_default_priors_follow_the_documented_table():
             assert rows.loc[term, "mu"] == 0.0
             assert rows.loc[term, "sigma"] == pytest.approx(2.5 * np.std(y) / spread_by_hand(reg[term]), rel=1e-8)
             assert spread_by_hand(reg[term]) == pytest.approx(np.std(reg[term]), rel=0.1)
-        assert rows.loc["var(e)", "mu"] == pytest.approx(np.log(resid_var), rel=1e-8)
+        # issue 15: centred on a within-class scale, the pooled log residual variance plus
+        # the mean log variance of the sorted residuals in k equal-count bins less their log variance
+        resid = np.sort(y - X @ beta)
+        shift = np.mean([np.log(np.var(part)) for part in np.array_split(resid, 3)]) - np.log(np.var(resid))
+        assert rows.loc["var(e)", "mu"] == pytest.approx(np.log(resid_var) + shift, rel=1e-8)
         assert rows.loc["var(e)", "sigma"] == 2.0
     for cls in (2, 3):
         rows = table.xs((cls, "Class"), level=("class", "equation"))
@@ -253,7 +256,8 @@ def test_prior_overrides_by_specificity():
         },
     )
     frame = built.priors.frame()
-    assert (frame.xs("var(e)", level="term")["sigma"] == [1.0, 0.01, 1.0]).all()
+    # issue 15: a class-number key reaches that class's intercepts and coefficients only
+    assert (frame.xs("var(e)", level="term")["sigma"] == [1.0, 1.0, 1.0]).all()
     intercepts = frame.xs("Intercept", level="term").xs("thickness", level="equation")
     assert intercepts["dist"].tolist() == ["StudentT"] * 3
     assert intercepts["nu"].tolist() == [4, 5, 4]
@@ -331,8 +335,14 @@ def test_map_under_default_priors_is_the_mode_of_likelihood_times_prior(stamp, s
     mu, sigma = table["mu"].to_numpy(), table["sigma"].to_numpy()
     problem = mode.problem
 
+    joint = list(mode.priors.correlated[0])  # issue 15: the exchangeable class-model default
+    cov = 0.5 * (np.eye(len(joint)) + 1) * np.outer(sigma[joint], sigma[joint])
+    rest = [i for i in range(mu.size) if i not in joint]
+
     def negative(theta):
-        return -(loglike(problem, theta) + stats.norm.logpdf(theta, mu, sigma).sum())
+        prior = stats.norm.logpdf(theta[rest], mu[rest], sigma[rest]).sum()
+        prior += stats.multivariate_normal(mu[joint], cov).logpdf(theta[joint])
+        return -(loglike(problem, theta) + prior)
 
     oracle = optimize.minimize(negative, stamp_normal3.theta, method="Nelder-Mead",
                                options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20000, "maxfev": 40000})

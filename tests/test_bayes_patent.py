@@ -25,12 +25,11 @@ import time
 
 import numpy as np
 import pytest
+from test_bayes_model import spread_by_hand
+from test_bayes_sampling import ml_in_posterior_labels
 
 import bayesfmm as bf
 from bayesfmm.bayes.sample import _ml_fit, build_model, ml_start_seed
-
-from test_bayes_model import spread_by_hand
-from test_bayes_sampling import ml_in_posterior_labels
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:pymc.*")
 

@@ -5,14 +5,12 @@ parameters (tied and fixed ones are not random variables), to 1e-8 relative."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
+from test_bayes_model import priors_by_hand, random_points, scipy_log_prior
 
 import bayesfmm as bf
 from bayesfmm.bayes.sample import build_model
 from bayesfmm.likelihood import evaluate, loglike
-
-from test_bayes_model import priors_by_hand, random_points, scipy_log_prior
 
 
 def _cases():

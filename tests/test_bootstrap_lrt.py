@@ -17,12 +17,10 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+from conftest import simulate_regression_mixture  # noqa: E402
 
 import bayesfmm as bf  # noqa: E402
 from bayesfmm.bootstrap import bootstrap_replicate  # noqa: E402
-from bayesfmm.parallel import spec_state  # noqa: E402
-
-from conftest import simulate_regression_mixture  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 
@@ -106,7 +104,7 @@ def test_null_refit_starts_from_the_truth(data2):
     """On the data the null was fitted to, the refit from its estimates returns its llf."""
     null = bf.FMM("y ~ x", k=2).fit(data2)
     alt = bf.FMM("y ~ x", k=3)
-    llf0, llf1 = bootstrap_replicate(spec_state(null.spec), spec_state(alt), data2, null.params, 0, 2, "randompr", 1, {}, 0.05)
+    llf0, llf1 = bootstrap_replicate(null.spec, alt, data2, null.params, 0, 2, "randompr", 1, {}, 0.05)
     assert llf0 == pytest.approx(null.llf, abs=1e-8)
     assert np.isfinite(llf1) or llf1 == -np.inf
 

@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import load_reference
 from scipy import stats
 
 import bayesfmm as bf
@@ -25,8 +26,6 @@ from bayesfmm.criteria import (
     information_criteria,
     map_log_posterior,
 )
-
-from conftest import load_reference
 
 
 @pytest.fixture(scope="module")

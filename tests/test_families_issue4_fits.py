@@ -24,11 +24,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import optimize, special, stats
+from test_families_issue4 import SURVIVAL, _scipy_survival  # one scipy oracle for both files
 
 import bayesfmm as bf
 from bayesfmm.likelihood import loglike
-
-from test_families_issue4 import SURVIVAL, _scipy_survival  # one scipy oracle for both files
 
 LLF_ATOL, COEF_RTOL, COEF_ATOL = 1e-6, 1e-5, 1e-8
 N = 500

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import assert_sig
 
 import bayesfmm as bf
-from conftest import assert_sig
 
 DRAWS = dict(startvalues="randompr", draws=20, seed=1)
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import simulate_regression_mixture
 
 import bayesfmm as bf
 from bayesfmm.design import build_design
 from bayesfmm.likelihood import MixtureProblem, evaluate, loglike, row_scores, score_hessian
 from bayesfmm.ml.em import m_step
 from bayesfmm.params import build_layout
-
-from conftest import simulate_regression_mixture
 
 
 def _problem(spec, data):

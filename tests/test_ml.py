@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import simulate_regression_mixture
 
 import bayesfmm as bf
-
-from conftest import simulate_regression_mixture
 
 
 def test_one_class_gaussian_equals_ols_with_ml_variance():

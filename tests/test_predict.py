@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import simulate_regression_mixture
 from scipy import stats
 
 import bayesfmm as bf
-
-from conftest import simulate_regression_mixture
 
 
 @pytest.fixture(scope="module")

@@ -23,13 +23,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import statsmodels.api as sm  # noqa: E402
+from conftest import load_reference  # noqa: E402
 
 import bayesfmm as bf  # noqa: E402
 from bayesfmm.criteria import fit_criteria  # noqa: E402
 from bayesfmm.families.gaussian import gaussian  # noqa: E402
 from bayesfmm.selection import with_k  # noqa: E402
-
-from conftest import load_reference  # noqa: E402
 
 MODEL = bf.FMM("y ~ x2 + x1", k=1)
 

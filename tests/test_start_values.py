@@ -13,10 +13,9 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import load_reference
 
 import bayesfmm as bf
-
-from conftest import load_reference
 
 STATA_LLF = 1518.8484  # tests/reference/stata_fmm_stamp.json, printed to 4 decimals
 

@@ -14,12 +14,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import simulate_regression_mixture
 from scipy import stats
 from scipy.special import logsumexp
 
 import bayesfmm as bf
-
-from conftest import simulate_regression_mixture
 
 sm = pytest.importorskip("statsmodels.api")
 

@@ -19,10 +19,14 @@ likelihood is multiplied by its weight; with ``group=`` a group's log likelihood
 share one class) is recorded on its first row, 0 on the others, so the pointwise
 ``log_likelihood`` sums to the model's. The observed variable (named after the response, or
 ``responses`` when there are several) is a ``pm.CustomDist`` whose pointwise log density
-is ``logsumexp_j(log pi_ij + sum_c log f_cj(y_ci))``, each ``log f`` being the family's
-``logpdf`` evaluated with :func:`bayesfmm.ops.pytensor_ops`. The mixture is marginalised
-(no discrete latent variable), so NUTS applies, and ``pm.compute_log_likelihood`` gives the
-pointwise ``log_likelihood`` group LOO needs.
+is ``logsumexp_j(log pi_ij + sum_c log f_cj(y_ci))``: the mixture layer of
+:mod:`bayesfmm.mixture`, the same code as the numpy likelihood, evaluated with
+:func:`bayesfmm.ops.pytensor_ops`. The mixture is marginalised (no discrete latent
+variable), so NUTS applies, and ``pm.compute_log_likelihood`` gives the pointwise
+``log_likelihood`` group LOO needs. Its ``random`` is the package's response simulator
+(:func:`bayesfmm.bayes.predictive.custom_dist_random`), so ``pm.sample_prior_predictive``
+and ``pm.sample_posterior_predictive`` draw from the same model, one class per group with
+``group=``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bayesfmm.bayes.exchangeable import CORRELATION
 from bayesfmm.bayes.identify import (
     OrderSpec,
     anchored_forward,
@@ -40,17 +45,20 @@ from bayesfmm.bayes.identify import (
     ordered_transform,
     resolve_order,
 )
+from bayesfmm.bayes.predictive import custom_dist_random
 from bayesfmm.bayes.priors import Flat, Normal, PriorTable, StudentT, resolve_priors
 from bayesfmm.design import build_design
 from bayesfmm.errors import SpecificationError
-from bayesfmm.likelihood import MixtureProblem
+from bayesfmm.mixture import MixtureProblem, mixture_terms, pointwise_loglike
+from bayesfmm.ml.start import one_class_fit
+from bayesfmm.ops import pytensor_ops
 from bayesfmm.params import build_layout
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     import pymc as pm
 
-    from bayesfmm.spec import FMM
+    from bayesfmm.spec import ModelSpec as FMM
 
 __all__ = ["RVGroup", "BuiltModel", "build", "problem_for", "rv_groups", "free_groups"]
 
@@ -71,8 +79,6 @@ class RVGroup:
 
 def problem_for(spec: "FMM", data: "pd.DataFrame") -> tuple[MixtureProblem, np.ndarray]:
     """The mixture problem of ``spec`` on ``data`` and its pooled (1-class) fit."""
-    from bayesfmm.ml.start import one_class_fit
-
     design = build_design(spec, data)
     problem = MixtureProblem.build(design, build_layout(design))
     return problem, one_class_fit(problem)
@@ -253,6 +259,10 @@ def _prior_rv(name: str, group: RVGroup, priors: PriorTable, transform):
         return pm.Flat(name, **extra)
     mu = np.array([p.mu for p in chosen])
     sigma = np.array([p.sigma for p in chosen])
+    if kind is Normal and set(group.positions.tolist()) in [set(g) for g in priors.correlated]:
+        # the exchangeable class-model default: the free logits are jointly normal
+        corr = np.full((sigma.size, sigma.size), CORRELATION) + (1 - CORRELATION) * np.eye(sigma.size)
+        return pm.MvNormal(name, mu=mu, cov=corr * np.outer(sigma, sigma), **extra)
     if kind is Normal:
         return pm.Normal(name, mu=mu, sigma=sigma, **extra)
     if kind is StudentT:
@@ -262,59 +272,12 @@ def _prior_rv(name: str, group: RVGroup, priors: PriorTable, transform):
 
 
 def mixture_loglike_graph(problem: MixtureProblem, theta, value, responses: tuple[str, ...]):
-    """Pointwise mixture log likelihood (n,) as a pytensor graph of ``theta`` and ``value``."""
-    import pytensor.tensor as pt
-    from pytensor.tensor.special import log_softmax, logsumexp
-
-    from bayesfmm.ops import pytensor_ops
-
+    """Pointwise mixture log likelihood (n,) as a pytensor graph of ``theta`` and ``value``:
+    the mixture layer (:mod:`bayesfmm.mixture`) with :func:`bayesfmm.ops.pytensor_ops`."""
     ops = pytensor_ops()
-    n, k = problem.n, problem.k
-    column = {name: (value if len(responses) == 1 else value[:, r]) for r, name in enumerate(responses)}
-
-    def linear(eta):
-        coef = theta[eta.cols.start : eta.cols.stop]
-        out = coef[0] if eta.intercept_only else pt.dot(pt.constant(eta.X), coef)
-        if eta.offset is not None:
-            out = out + pt.constant(eta.offset)
-        return out
-
-    class_etas = [e for e in problem.etas if e.kind == "class"]
-    if all(e.intercept_only for e in class_etas):
-        logits = [pt.constant(0.0)] * k
-        for e in class_etas:
-            logits[e.class_] = linear(e)
-        log_pi = log_softmax(pt.stack(logits), axis=-1)
-    else:
-        logits = [pt.zeros((n,))] * k
-        for e in class_etas:
-            logits[e.class_] = linear(e) + pt.zeros((n,))
-        log_pi = log_softmax(pt.stack(logits, axis=1), axis=1)
-    slot_etas: dict[tuple[int, int], dict] = {}
-    for e in problem.etas:
-        if e.kind == "slot":
-            slot_etas.setdefault((e.class_, e.component), {})[e.slot] = linear(e)
-    columns = []
-    for j, comps in enumerate(problem.design.classes):
-        total = pt.zeros((n,))
-        for c, comp in enumerate(comps):
-            own = slot_etas.get((j, c), {})  # a family without parameters has no etas
-            etas = [own[s] for s in range(len(comp.slot_designs))]
-            total = total + comp.family.logpdf(column[comp.response], etas, ops, comp.extra)
-        columns.append(total)
-    groups = problem.design.groups
-    weights = problem.design.unit_weights
-    if groups is None:
-        ll = logsumexp(pt.stack(columns, axis=1) + log_pi, axis=1)
-        return ll if weights is None else ll * pt.constant(weights)
-    # group=: a group's rows share one class; its log likelihood sits on its first row
-    sums = pt.inc_subtensor(pt.zeros((groups.n_groups, k))[pt.constant(groups.codes)], pt.stack(columns, axis=1))
-    first = pt.constant(groups.first)
-    log_pi_groups = log_pi[first] if log_pi.ndim == 2 else log_pi
-    ll_groups = logsumexp(sums + log_pi_groups, axis=1)
-    if weights is not None:
-        ll_groups = ll_groups * pt.constant(weights)
-    return pt.set_subtensor(pt.zeros((n,))[first], ll_groups)
+    y = {name: (value if len(responses) == 1 else value[:, r]) for r, name in enumerate(responses)}
+    terms = mixture_terms(problem, theta, ops, y)
+    return pointwise_loglike(problem, terms.ll_units, ops)
 
 
 def build(
@@ -326,8 +289,6 @@ def build(
     """Assemble the PyMC model of ``problem`` (see the module docstring)."""
     import pymc as pm
     import pytensor.tensor as pt
-
-    from bayesfmm.bayes.predictive import draw_responses
 
     table = resolve_priors(problem, priors, pooled)
     groups = free_groups(problem, rv_groups(problem))
@@ -347,6 +308,8 @@ def build(
         for comp in comps:
             y_columns.setdefault(comp.response, comp.y)
     y_obs = y_columns[responses[0]] if len(responses) == 1 else np.column_stack([y_columns[r] for r in responses])
+    if len(responses) == 1 and np.ndim(y_obs) == 2:  # one component of several responses (mvnormal)
+        coords["response"] = list(design.classes[0][0].family.options.get("responses", range(np.shape(y_obs)[1])))
     size = problem.layout.size
 
     with pm.Model(coords=coords) as model:
@@ -372,14 +335,11 @@ def build(
             theta_ = theta_[(0,) * (theta_.ndim - 1)] if theta_.ndim > 1 else theta_
             return mixture_loglike_graph(problem, theta_, value, responses)
 
-        def random(theta_, *support, rng=None, size=None):
-            draws = draw_responses(problem, np.asarray(theta_), rng or np.random.default_rng())
-            return draws if len(responses) > 1 else draws[:, 0]
-
-        if len(responses) == 1:
+        random = custom_dist_random(problem)
+        if len(responses) == 1 and np.ndim(y_obs) == 1:
             params, signature, dims = (theta,), "(p)->()", ("obs",)
         else:  # a zero vector of length r tells PyMC the support shape of one observation
-            params = (theta, pt.zeros(len(responses)))
+            params = (theta, pt.zeros(np.shape(y_obs)[1]))
             signature, dims = "(p),(r)->(r)", ("obs", "response")
         pm.CustomDist(observed, *params, logp=logp, random=random, signature=signature, observed=y_obs, dims=dims)
     return BuiltModel(model, problem, groups, table, spec, observed, pooled)

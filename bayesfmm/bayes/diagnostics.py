@@ -3,28 +3,36 @@
 Thresholds follow Vehtari et al. (2021) and the Stan/ArviZ guidance: rank-normalised split
 R-hat <= 1.01; bulk and tail ESS >= 100 per chain; no divergent transitions; E-BFMI >= 0.3
 in every chain. R-hat and ESS are computed by arviz-stats on the draws of every parameter
-of the layout (optimiser scale; both are rank based, so the reporting scale gives the
-same values). When ``bayesfmm.bayes.relabel.detect_label_switching`` exists it is asked
-about label switching too.
+of the layout on Stata's reporting scale (``var(e)``, not ``lnvar``: the folded R-hat
+depends on the scale), as ``az.summary(res.idata)`` computes them. Label switching is checked by
+:func:`bayesfmm.bayes.relabel_idata.detect_label_switching_idata`.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from bayesfmm.bayes.relabel_core import LabelSwitchingReport
+from bayesfmm.bayes.relabel_idata import detect_label_switching_idata
+from bayesfmm.bayes.reporting import report_draws
 from bayesfmm.errors import SpecificationError
+from bayesfmm.ops import Lazy
 
-__all__ = ["Diagnostics", "diagnose", "RHAT_MAX", "ESS_PER_CHAIN", "BFMI_MIN"]
+chi2 = Lazy("scipy.stats", "chi2")  # scipy.stats is slow to import: loaded on first use
+
+__all__ = ["Diagnostics", "diagnose", "draw_diagnostics", "RHAT_MAX", "ESS_PER_CHAIN", "BFMI_MIN"]
 
 RHAT_MAX = 1.01
 ESS_PER_CHAIN = 100
 BFMI_MIN = 0.3
 TAIL_PROB = 0.05
+# R-hat's own noise: for chains that mix, split R-hat - 1 is about (m / 2 ESS) chi2_{m-1} / (m - 1)
+# with m = 2 x chains split chains. Above the RHAT_NOISE_LEVEL quantile of that (at the
+# smaller of bulk and tail ESS) the chains disagree beyond chance.
+RHAT_NOISE_LEVEL = 0.999
 
 
 @dataclass(frozen=True)
@@ -39,9 +47,9 @@ class Diagnostics:
         Divergent transitions after tuning, all chains.
     bfmi : ndarray
         E-BFMI of each chain (NaN when the sampler stored no energy).
-    label_switching : object
-        What ``bayesfmm.bayes.relabel.detect_label_switching`` reported, or None when that
-        check is not available.
+    label_switching : LabelSwitchingReport or None
+        What :func:`~bayesfmm.bayes.relabel_idata.detect_label_switching_idata` reported, or
+        None when the classes cannot switch (they differ in structure).
     """
 
     table: pd.DataFrame
@@ -49,7 +57,7 @@ class Diagnostics:
     chains: int
     draws: int
     bfmi: np.ndarray
-    label_switching: Any = None
+    label_switching: LabelSwitchingReport | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -68,6 +76,34 @@ class Diagnostics:
     def ess_required(self) -> int:
         return ESS_PER_CHAIN * self.chains
 
+    @property
+    def rhat_noise(self) -> float:
+        """How far above 1 R-hat goes by chance at this ESS when the chains mix: the
+        :data:`RHAT_NOISE_LEVEL` quantile of ``(m / 2 ESS) chi2_{m-1} / (m - 1)``, ``m``
+        split chains, ESS the smaller of the min bulk and tail ESS."""
+        ess = min(self.min_ess_bulk, self.min_ess_tail)
+        ess = max(ess, 1.0) if np.isfinite(ess) else 1.0
+        m = 2 * self.chains
+        return float(chi2.ppf(RHAT_NOISE_LEVEL, m - 1) / (m - 1) * m / (2 * ess))
+
+    @property
+    def chains_disagree(self) -> bool:
+        """R-hat above 1.01 by more than its noise at this ESS: chains in different modes."""
+        return self.chains > 1 and self.max_rhat - 1 > max(self.rhat_noise, RHAT_MAX - 1)
+
+    def draws_needed(self, ess: float | None = None, rhat: float = RHAT_MAX) -> int:
+        """Draws per chain expected to reach a bulk and tail ESS of ``ess`` (default
+        :attr:`ess_required`) and R-hat <= ``rhat``: ESS grows with the draws, and R-hat's
+        noise shrinks as 1 / ESS (rounded up to 100, with a 20% margin)."""
+        ess = self.ess_required if ess is None else float(ess)
+        factors = [1.0]
+        for value in (self.min_ess_bulk, self.min_ess_tail):
+            factors.append(ess / max(value, 1.0) if np.isfinite(value) else 1.0)
+        if self.chains > 1 and np.isfinite(self.max_rhat) and self.max_rhat > rhat:
+            factors.append((self.max_rhat - 1) / (rhat - 1))
+        need = 1.2 * self.draws * max(factors)
+        return int(np.ceil(need / 100) * 100)
+
     def checks(self) -> dict[str, bool]:
         """Each criterion and whether it passed."""
         bfmi = self.bfmi[np.isfinite(self.bfmi)]
@@ -79,7 +115,7 @@ class Diagnostics:
             "bfmi": bool(np.all(bfmi >= BFMI_MIN)) if bfmi.size else True,
         }
         if self.label_switching is not None:
-            out["label_switching"] = not _switched(self.label_switching)
+            out["label_switching"] = not self.label_switching.switching
         return out
 
     @property
@@ -100,10 +136,21 @@ class Diagnostics:
         if all(checks.values()):
             return f"OK: {facts}"
         advice = []
-        if not checks["r_hat"] or not checks.get("label_switching", True):
-            advice.append("chains disagree: check label switching (order=), run longer")
-        if not (checks["ess_bulk"] and checks["ess_tail"]):
-            advice.append(f"ESS below {self.ess_required}: draw more")
+        switching = not checks.get("label_switching", True)
+        if switching:
+            advice.append("label switching: the relabelling finds chains in permuted labellings; use order= or res.relabel()")
+        elif self.chains_disagree:
+            advice.append(
+                f"chains in different modes (R-hat {self.max_rhat:.3f} is beyond its noise at this ESS, "
+                "and not by label switching): more draws will not fix it; check minor modes "
+                "(res.diagnostics().table), starts (init=) and priors"
+            )
+        elif not (checks["r_hat"] and checks["ess_bulk"] and checks["ess_tail"]):
+            what = "R-hat within its noise at this ESS" if not checks["r_hat"] else f"ESS below {self.ess_required}"
+            advice.append(
+                f"draw more: {what}; about {self.draws_needed()} draws per chain "
+                f"(sample(target={self.ess_required}) does it)"
+            )
         if not checks["divergences"]:
             advice.append("divergences: raise target_accept (e.g. 0.95) or use stronger priors")
         if not checks["bfmi"]:
@@ -116,32 +163,13 @@ class Diagnostics:
         return "\n".join(lines)
 
 
-def _switched(report: Any) -> bool:
-    for attr in ("switching", "switched", "detected", "label_switching"):
-        if hasattr(report, attr):
-            return bool(getattr(report, attr))
-    if isinstance(report, dict):
-        for key in ("switched", "detected", "label_switching"):
-            if key in report:
-                return bool(report[key])
-    return bool(report)
-
-
-def _label_switching(results) -> tuple[Any, str | None]:
-    """The relabelling module's verdict on label switching, or (None, why not)."""
+def _label_switching(results) -> tuple[LabelSwitchingReport | None, str | None]:
+    """The verdict on label switching, or (None, why not)."""
     try:
-        relabel = importlib.import_module("bayesfmm.bayes.relabel")
-    except ImportError:
-        return None, "label switching not checked (bayesfmm.bayes.relabel is not available)"
-    detect = getattr(relabel, "detect_label_switching_idata", None)
-    if detect is None:
-        return None, "label switching not checked (no detect_label_switching_idata)"
-    try:
-        report = detect(results.idata, results.built)
+        report = detect_label_switching_idata(results.idata, results.built)
     except SpecificationError as exc:  # classes that differ in structure cannot switch
         return None, f"label switching not checked: {exc}"
-    if hasattr(report, "warn"):
-        report.warn(stacklevel=4)  # IdentificationWarning with what to do
+    report.warn(stacklevel=4)  # IdentificationWarning with what to do
     return report, None
 
 
@@ -157,12 +185,22 @@ def _energy_bfmi(idata) -> np.ndarray:
 
 def diagnose(results) -> Diagnostics:
     """Diagnostics of a :class:`~bayesfmm.bayes.results.BayesResults`."""
+    switching, why_not = _label_switching(results)
+    return draw_diagnostics(results.layout, results.theta_draws, results.idata, switching, (why_not,) if why_not else ())
+
+
+def draw_diagnostics(layout, all_draws: np.ndarray, idata, switching: LabelSwitchingReport | None = None,
+                     notes: tuple[str, ...] = ()) -> Diagnostics:
+    """Diagnostics of draws of ``theta`` (chain, draw, p) and the sampler statistics in
+    ``idata``; label switching as given (not detected here)."""
     import arviz_stats as azs
 
-    all_draws = results.theta_draws
     chains, n_draws, p = all_draws.shape
+    # on the reporting scale, as res.summary() and az.summary(res.idata) show them: rank-
+    # normalised R-hat and the ESS do not depend on the scale, the folded R-hat does
+    all_draws = report_draws(layout, all_draws)
     # parameters fixed at a value by constraints have no draws to diagnose
-    moving = ~results.layout.fixed_mask()
+    moving = ~layout.fixed_mask()
     draws = all_draws[:, :, moving]
     rhat, bulk, tail = (np.full(p, np.nan) for _ in range(3))
     if n_draws >= 4:
@@ -170,24 +208,21 @@ def diagnose(results) -> Diagnostics:
             rhat[moving] = np.asarray(azs.rhat(draws), dtype=float)
         bulk[moving] = np.asarray(azs.ess(draws, method="bulk"), dtype=float)
         tail[moving] = np.asarray(azs.ess(draws, method="tail", prob=TAIL_PROB), dtype=float)
-    table = pd.DataFrame({"r_hat": rhat, "ess_bulk": bulk, "ess_tail": tail}, index=results.layout.index)
-    stats = results.idata["sample_stats"] if "sample_stats" in results.idata.children else None
+    table = pd.DataFrame({"r_hat": rhat, "ess_bulk": bulk, "ess_tail": tail}, index=layout.index)
+    stats = idata["sample_stats"] if "sample_stats" in idata.children else None
     divergences = 0
     if stats is not None and "diverging" in stats:
         divergences = int(np.asarray(stats["diverging"]).sum())
-    notes: list[str] = []
+    notes = list(notes)
     fixed = table.index[moving & np.asarray(np.ptp(all_draws.reshape(-1, p), axis=0) == 0)]
     if len(fixed):
-        notes.append(f"constant draws (R-hat/ESS undefined): {list(fixed)}")
-    switching, why_not = _label_switching(results)
-    if why_not:
-        notes.append(why_not)
+        notes.insert(0, f"constant draws (R-hat/ESS undefined): {list(fixed)}")
     return Diagnostics(
         table=table,
         divergences=divergences,
         chains=chains,
         draws=n_draws,
-        bfmi=_energy_bfmi(results.idata),
+        bfmi=_energy_bfmi(idata),
         label_switching=switching,
         notes=tuple(notes),
     )

@@ -29,6 +29,7 @@ import numpy as np
 
 from bayesfmm.errors import SpecificationError
 from bayesfmm.likelihood import MixtureProblem
+from bayesfmm.params import class_permutation_matrix
 
 __all__ = [
     "OrderSpec",
@@ -38,6 +39,7 @@ __all__ = [
     "anchored_forward",
     "anchored_transform",
     "ordered_transform",
+    "class_permutation_matrix",
     "permute_classes",
     "classes_exchangeable",
     "relabel_to_order",
@@ -224,8 +226,17 @@ def classes_exchangeable(problem: MixtureProblem) -> bool:
 def permute_classes(problem: MixtureProblem, theta: np.ndarray, perm: Sequence[int]) -> np.ndarray:
     """``theta`` with class ``j`` taking the parameters of class ``perm[j]`` (0-based).
 
-    The class model is re-expressed against the base class (its logits stay 0). Needs the
-    classes to share one structure (standard syntax); otherwise SpecificationError.
+    The class model is re-expressed against the base class (its logits stay 0): the map
+    is :func:`class_permutation_matrix`. Needs the classes to share one structure
+    (standard syntax); otherwise SpecificationError.
+
+    Examples
+    --------
+    >>> import numpy as np, bayesfmm as bf
+    >>> from bayesfmm.bayes.builder import problem_for
+    >>> problem, _ = problem_for(bf.FMM("thickness ~ 1", k=2), bf.datasets.load("stamp"))
+    >>> permute_classes(problem, np.array([0.5, 1.0, -3.0, 2.0, -4.0]), [1, 0])
+    array([-0.5,  2. , -4. ,  1. , -3. ])
     """
     perm = [int(p) for p in perm]
     k = problem.k
@@ -233,29 +244,13 @@ def permute_classes(problem: MixtureProblem, theta: np.ndarray, perm: Sequence[i
         raise SpecificationError(f"{perm} is not a permutation of the classes 0..{k - 1}")
     if perm == list(range(k)):
         return np.array(theta, dtype=float, copy=True)
-    class_blocks = problem.layout.class_blocks
     if not classes_exchangeable(problem):
         raise SpecificationError(
             "the classes differ in structure (hybrid syntax), so their labels cannot be permuted"
         )
-    theta = np.asarray(theta, dtype=float)
-    out = theta.copy()
     layout = problem.layout
-    for j in range(k):
-        for _eq, c, s, _terms in _class_signature(problem, j)[1]:
-            dest = layout.slot_block(j + 1, c, s)
-            src = layout.slot_block(perm[j] + 1, c, s)
-            out[dest.slice] = theta[src.slice]
-    if class_blocks:
-        q = class_blocks[0].size
-        full = np.zeros((k, q))
-        for b in class_blocks:
-            full[b.class_ - 1] = theta[b.slice]
-        permuted = full[perm]
-        permuted = permuted - permuted[problem.layout.base]
-        for b in class_blocks:
-            out[b.slice] = permuted[b.class_ - 1]
-    return out
+    theta = np.asarray(theta, dtype=float)
+    return class_permutation_matrix(layout, layout, perm) @ theta
 
 
 def order_values(problem: MixtureProblem, group: Any, spec: OrderSpec, theta: np.ndarray) -> np.ndarray:

@@ -35,14 +35,19 @@ This module is pure numpy: it does not import pytensor or PyMC.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
+from bayesfmm.bayes.exchangeable import CORRELATION, mvn_terms, within_class_shift
 from bayesfmm.errors import SpecificationError
 from bayesfmm.likelihood import MixtureProblem, component_etas
+from bayesfmm.ops import Lazy
+
+gammaln = Lazy("scipy.special", "gammaln")  # scipy.special loads on first use
 
 __all__ = [
     "Normal",
@@ -50,11 +55,13 @@ __all__ = [
     "Flat",
     "Prior",
     "PriorTable",
+    "LogPrior",
     "PARAM_CLASSES",
     "param_classes",
     "default_priors",
     "resolve_priors",
     "column_spread",
+    "optimiser_terms",
 ]
 
 CLASS_INTERCEPT_SD = 1.5
@@ -83,8 +90,17 @@ class Normal:
             raise SpecificationError(f"Normal prior needs a finite mu and sigma > 0, got {self}")
 
     def logpdf(self, x):
+        """Log density at ``x`` (elementwise)."""
         z = (np.asarray(x, dtype=float) - self.mu) / self.sigma
         return -0.5 * z * z - np.log(self.sigma) - 0.5 * np.log(2 * np.pi)
+
+    def grad(self, x):
+        """First derivative of the log density: ``-(x - mu) / sigma^2``."""
+        return -(np.asarray(x, dtype=float) - self.mu) / self.sigma**2
+
+    def hess(self, x):
+        """Second derivative of the log density: ``-1 / sigma^2``."""
+        return np.full(np.shape(x), -1.0 / self.sigma**2)
 
 
 @dataclass(frozen=True)
@@ -99,10 +115,44 @@ class StudentT:
         if not (self.nu > 0 and np.isfinite(self.mu) and np.isfinite(self.sigma) and self.sigma > 0):
             raise SpecificationError(f"StudentT prior needs nu > 0, a finite mu and sigma > 0, got {self}")
 
+    def logpdf(self, x):
+        """Log density at ``x`` (elementwise).
+
+        Examples
+        --------
+        >>> from bayesfmm.bayes import StudentT
+        >>> float(StudentT(3.0, 0.0, 1.0).logpdf(0.0).round(4))
+        -1.0009
+        """
+        nu, z = self.nu, (np.asarray(x, dtype=float) - self.mu) / self.sigma
+        const = gammaln((nu + 1) / 2) - gammaln(nu / 2) - 0.5 * np.log(nu * np.pi) - np.log(self.sigma)
+        return const - 0.5 * (nu + 1) * np.log1p(z * z / nu)
+
+    def grad(self, x):
+        """First derivative of the log density: ``-(nu + 1) z / (sigma (nu + z^2))``."""
+        z = (np.asarray(x, dtype=float) - self.mu) / self.sigma
+        return -(self.nu + 1) * z / (self.sigma * (self.nu + z * z))
+
+    def hess(self, x):
+        """Second derivative: ``-(nu + 1) (nu - z^2) / (sigma^2 (nu + z^2)^2)`` (positive in
+        the tails, where ``|z| > sqrt(nu)``: the log density is not concave there)."""
+        z = (np.asarray(x, dtype=float) - self.mu) / self.sigma
+        return -(self.nu + 1) * (self.nu - z * z) / (self.sigma**2 * (self.nu + z * z) ** 2)
+
 
 @dataclass(frozen=True)
 class Flat:
-    """An improper flat prior (the posterior mode is then the ML estimate)."""
+    """An improper flat prior (the posterior mode is then the ML estimate); its log density
+    is 0, as PyMC's ``pm.Flat``."""
+
+    def logpdf(self, x):
+        return np.zeros(np.shape(x))
+
+    def grad(self, x):
+        return np.zeros(np.shape(x))
+
+    def hess(self, x):
+        return np.zeros(np.shape(x))
 
 
 Prior = Normal | StudentT | Flat
@@ -116,11 +166,17 @@ class PriorTable:
     sources: tuple[str, ...]
     index: pd.MultiIndex = field(repr=False)
     param_classes: tuple[str, ...] = field(repr=False)
+    # groups of positions (one class-model term over the non-base classes) whose Normal
+    # priors are jointly normal with correlation CORRELATION: the exchangeable default
+    correlated: tuple[tuple[int, ...], ...] = ()
 
     def frame(self) -> pd.DataFrame:
-        """The table as a DataFrame: distribution, its parameters and the source."""
+        """The table as a DataFrame: distribution, its parameters, the source, and the
+        correlation with the same term's prior in the other non-base classes (``corr``, 0.5
+        for the exchangeable class-model default, else 0)."""
         rows = []
-        for prior, source, pclass in zip(self.priors, self.sources, self.param_classes):
+        joint = {pos for group in self.correlated for pos in group}
+        for pos, (prior, source, pclass) in enumerate(zip(self.priors, self.sources, self.param_classes)):
             rows.append(
                 {
                     "param_class": pclass,
@@ -128,10 +184,107 @@ class PriorTable:
                     "mu": getattr(prior, "mu", np.nan),
                     "sigma": getattr(prior, "sigma", np.nan),
                     "nu": getattr(prior, "nu", np.nan),
+                    "corr": CORRELATION if pos in joint else 0.0,
                     "source": source,
                 }
             )
         return pd.DataFrame(rows, index=self.index)
+
+
+class LogPrior:
+    """The log prior of a :class:`PriorTable` as a function of ``theta``, with its analytic
+    gradient and (diagonal) Hessian: the penalty MAP adds to the log likelihood in the
+    Newton engine (:func:`bayesfmm.ml.newton.newton`).
+
+    Every prior acts on one position of ``theta`` (the optimiser's scale), except the
+    exchangeable class-model default (``table.correlated``: one term's non-base logits,
+    jointly normal with correlation 1/2), so the Hessian is diagonal but for those blocks.
+    Under constraints (``theta = T phi + c``) only the free parameters carry
+    a prior, as in the PyMC model: a tied parameter's prior is counted once (at its free
+    position) and a parameter fixed at a value has none. ``positions`` says which.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import bayesfmm as bf
+    >>> from bayesfmm.bayes.builder import problem_for
+    >>> problem, pooled = problem_for(bf.FMM("thickness ~ 1", k=2), bf.datasets.load("stamp"))
+    >>> prior = LogPrior(resolve_priors(problem, None, pooled), problem.layout)
+    >>> value, grad, hess = prior.derivatives(pooled)
+    >>> bool(np.allclose(np.diag(hess), prior.hessian_diagonal(pooled)))
+    True
+    """
+
+    def __init__(self, table: PriorTable, layout: Any = None) -> None:
+        cons = None if layout is None else layout.constraints
+        size = len(table.priors)
+        self.positions = np.arange(size) if cons is None else np.asarray(cons.free, dtype=int)
+        self.size = size
+        groups: dict[tuple, list[int]] = {}
+        free = set(self.positions.tolist())
+        self._joint = [
+            (np.asarray(g, dtype=int), np.array([table.priors[p].mu for p in g]), np.array([table.priors[p].sigma for p in g]))
+            for g in getattr(table, "correlated", ())
+            if set(g) <= free
+        ]
+        jointly = {int(p) for where, _, _ in self._joint for p in where}
+        for pos in self.positions.tolist():
+            if pos in jointly:
+                continue
+            prior = table.priors[pos]
+            key = (type(prior).__name__, getattr(prior, "nu", None))
+            groups.setdefault(key, []).append(pos)
+        # one vectorised prior per (kind, nu): positions, mu, sigma
+        self._parts = []
+        for (kind, nu), where in groups.items():
+            where_arr = np.asarray(where, dtype=int)
+            if kind == "Flat":
+                continue
+            mu = np.array([table.priors[p].mu for p in where])
+            sigma = np.array([table.priors[p].sigma for p in where])
+            self._parts.append((kind, nu, where_arr, mu, sigma))
+
+    def _terms(self, theta: np.ndarray, order: int):
+        theta = np.asarray(theta, dtype=float)
+        for kind, nu, where, mu, sigma in self._parts:
+            z = (theta[where] - mu) / sigma
+            if kind == "Normal":
+                value = np.sum(-0.5 * z * z - np.log(sigma)) - 0.5 * np.log(2 * np.pi) * where.size
+                grad = -z / sigma if order > 0 else None
+                hess = -1.0 / sigma**2 if order > 1 else None
+            else:  # StudentT
+                const = gammaln((nu + 1) / 2) - gammaln(nu / 2) - 0.5 * np.log(nu * np.pi)
+                value = np.sum(const - np.log(sigma) - 0.5 * (nu + 1) * np.log1p(z * z / nu))
+                grad = -(nu + 1) * z / (sigma * (nu + z * z)) if order > 0 else None
+                hess = -(nu + 1) * (nu - z * z) / (sigma**2 * (nu + z * z) ** 2) if order > 1 else None
+            yield where, float(value), grad, hess
+        for where, mu, sigma in self._joint:
+            value, grad, hess = mvn_terms(theta[where], mu, sigma)
+            yield where, value, grad, hess
+
+    def value(self, theta: np.ndarray) -> float:
+        """The log prior at ``theta``."""
+        return float(sum(value for _, value, _, _ in self._terms(theta, 0)))
+
+    def gradient(self, theta: np.ndarray) -> np.ndarray:
+        """Its gradient (0 at positions without a prior)."""
+        return self.derivatives(theta)[1]
+
+    def hessian_diagonal(self, theta: np.ndarray) -> np.ndarray:
+        """The diagonal of its Hessian (the Hessian is diagonal)."""
+        out = np.zeros(self.size)
+        for where, _, _, hess in self._terms(theta, 2):
+            out[where] = np.diag(hess) if np.ndim(hess) == 2 else hess
+        return out
+
+    def derivatives(self, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        """Value, gradient and Hessian (a ``p x p`` matrix) at ``theta``."""
+        total, grad, hess = 0.0, np.zeros(self.size), np.zeros((self.size, self.size))
+        for where, value, g, h in self._terms(theta, 2):
+            total += value
+            grad[where] = g
+            hess[np.ix_(where, where)] = h if np.ndim(h) == 2 else np.diag(h)
+        return total, grad, hess
 
 
 def param_classes(problem: MixtureProblem) -> tuple[str, ...]:
@@ -167,6 +320,21 @@ def _working_response_sd(problem: MixtureProblem, pooled: np.ndarray, j: int, c:
         working = full[s][keep] + d[s][keep] / curvature[keep]
         spread = float(np.std(working))
     return spread if np.isfinite(spread) and spread > 0 else 1.0
+
+
+def _errvar_centre_shift(problem: MixtureProblem, pooled: np.ndarray, j: int, c: int) -> float:
+    """How far a within-class log variance sits below the pooled one, estimated from the
+    working residuals ``d / (-h)`` of the component's first slot at the pooled fit
+    (:func:`bayesfmm.bayes.exchangeable.within_class_shift`; for a gaussian mean, ``y - mu``)."""
+    comp = problem.design.classes[j][c]
+    etas = component_etas(problem, pooled)[j][c]
+    full = [np.asarray(e, dtype=float) * np.ones(problem.n) for e in etas]
+    with np.errstate(all="ignore"):
+        d, h = comp.family.derivatives(comp.y, full, comp.extra)
+        curvature = -np.asarray(h[0, 0], dtype=float)
+        keep = np.isfinite(curvature) & (curvature > 0) & np.isfinite(d[0])
+        residuals = d[0][keep] / curvature[keep]
+    return within_class_shift(residuals, problem.k)
 
 
 IQR_TO_SD = 1.349  # interquartile range of the standard normal distribution
@@ -216,8 +384,10 @@ def default_priors(problem: MixtureProblem, pooled: np.ndarray) -> list[Prior]:
         j = block.class_ - 1
         comp = design.classes[j][block.component]
         if not block.linear:
+            # a log error variance: centred on the within-class scale, not the total one
+            shift = _errvar_centre_shift(problem, pooled, j, block.component) if block.param_class == "errvar" else 0.0
             for i in range(block.size):
-                priors[block.start + i] = Normal(float(pooled[block.start + i]), AUX_SD)
+                priors[block.start + i] = Normal(float(pooled[block.start + i]) + shift, AUX_SD)
             continue
         key = (id(comp), block.component, block.slot)
         if key not in spreads:
@@ -257,23 +427,74 @@ def _as_prior(value: Any, default: Prior, key: Any) -> Prior:
     )
 
 
+def _reported_as_is(block: Any) -> bool:
+    probe = np.array([0.5, 2.0])
+    with np.errstate(all="ignore"):
+        return bool(np.allclose(np.asarray(block.scale.to_report(probe), dtype=float), probe))
+
+
+def optimiser_terms(problem: MixtureProblem) -> tuple[str, ...]:
+    """The name of each position of ``theta`` on the scale its prior is written on (the
+    optimiser's): the layout's term, except an auxiliary parameter reported on another
+    scale, which takes its slot's name (``lnvar`` for ``var(e)``, as the PyMC variable
+    ``thickness_lnvar``).
+
+    Examples
+    --------
+    >>> import bayesfmm as bf
+    >>> from bayesfmm.bayes.builder import problem_for
+    >>> optimiser_terms(problem_for(bf.FMM("thickness ~ 1", k=2), bf.datasets.load("stamp"))[0])
+    ('Intercept', 'Intercept', 'lnvar', 'Intercept', 'lnvar')
+    """
+    out: list[str] = []
+    for block in problem.layout.blocks:
+        if block.kind == "class" or block.linear or _reported_as_is(block):
+            out.extend(block.terms)
+            continue
+        comp = problem.design.classes[block.class_ - 1][block.component]
+        name = comp.family.slots[block.slot].name
+        out.extend([name] if block.size == 1 else [f"{name}:{t}" for t in block.terms])
+    return tuple(out)
+
+
 def _key_positions(problem: MixtureProblem, key: Any, pclasses: tuple[str, ...]) -> tuple[int, list[int]]:
-    """Specificity rank and theta positions a priors key refers to."""
+    """Specificity rank and theta positions a priors key refers to (terms on the optimiser
+    scale, :func:`optimiser_terms`)."""
     index = problem.layout.index
     classes = index.get_level_values("class")
     equations = index.get_level_values("equation")
-    terms = index.get_level_values("term")
+    reported = index.get_level_values("term")
+    terms = optimiser_terms(problem)
+    if isinstance(key, tuple) and len(key) in (2, 3) and key[-1] not in terms and key[-1] in set(reported):
+        name = terms[list(reported).index(key[-1])]
+        raise SpecificationError(
+            f"priors key {key!r}: priors are written on the optimiser's scale, where {key[-1]!r} is "
+            f"sampled as {name!r}; write the key with {name!r} and the value on that scale "
+            f"(e.g. {(*key[:-1], name)!r})"
+        )
     if isinstance(key, str):
-        if key in PARAM_CLASSES or key in pclasses:
+        if key in pclasses:
             return 1, [i for i, pc in enumerate(pclasses) if pc == key]
+        if key in PARAM_CLASSES:  # a prior that would apply to nothing: not silently
+            text = f"priors key {key!r}: the model has no {key!r} parameters; its parameter classes are {sorted(set(pclasses))}"
+            if key in ("alpha", "scale", "cut"):  # a family's own parameter: a mistake
+                raise SpecificationError(text)
+            warnings.warn(text + " (the prior applies to nothing)", UserWarning, stacklevel=5)
+            return 1, []
         raise SpecificationError(
             f"priors key {key!r} is not a parameter class; use one of {sorted(set(pclasses))}, "
             "a class number, (equation, term) or (class, equation, term)"
         )
     if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-        hits = [i for i in range(len(index)) if classes[i] == key and pclasses[i] != "class"]
-        if not hits:
+        # the regression coefficients of that class, never its auxiliary parameters
+        if not 1 <= key <= problem.k:
             raise SpecificationError(f"priors key {key!r}: the model has classes 1 to {problem.k}")
+        hits = [i for i in range(len(index)) if classes[i] == key and pclasses[i] in ("cons", "coef")]
+        if not hits:
+            raise SpecificationError(
+                f"priors key {key!r}: class {key} has no regression coefficients; name an auxiliary "
+                "parameter as (class, equation, term)"
+            )
         return 2, hits
     if isinstance(key, tuple) and len(key) == 2:
         hits = [i for i in range(len(index)) if (equations[i], terms[i]) == key]
@@ -295,10 +516,16 @@ def _key_positions(problem: MixtureProblem, key: Any, pclasses: tuple[str, ...])
 def resolve_priors(problem: MixtureProblem, priors: Any, pooled: np.ndarray) -> PriorTable:
     """One prior per position of ``theta``: defaults, then the user's overrides by specificity.
 
-    ``priors`` is None (defaults), ``"flat"`` (every prior flat), or a dict whose keys are a
-    parameter class (``"coef"``, ``"cons"``, ``"errvar"``, ``"class"``), a latent class
-    number (every component parameter of that class), ``(equation, term)`` (that parameter
-    in every class) or ``(class, equation, term)``; a more specific key wins.
+    ``priors`` is None (defaults), ``"flat"`` (every prior flat), a resolved
+    :class:`PriorTable` of this model, or a dict whose keys are a parameter class
+    (``"coef"``, ``"cons"``, ``"errvar"``, ``"class"``), a latent class number (the
+    intercepts and coefficients of that class's components, never their auxiliary
+    parameters), ``(equation, term)`` (that parameter in every class) or ``(class,
+    equation, term)``; a more specific key wins. Keys and values are on the optimiser's
+    scale: an auxiliary parameter is named as sampled (``lnvar``, not ``var(e)``; see
+    :func:`optimiser_terms`). The default class-model priors are exchangeable
+    (``PriorTable.correlated``; :mod:`bayesfmm.bayes.exchangeable`); a class-model prior
+    you set applies to each non-base logit on its own.
 
     Examples
     --------
@@ -310,6 +537,8 @@ def resolve_priors(problem: MixtureProblem, priors: Any, pooled: np.ndarray) -> 
     >>> table.frame()["sigma"].tolist()[-1]
     1.0
     """
+    if isinstance(priors, PriorTable) and priors.index.equals(problem.layout.index):
+        return priors
     defaults = default_priors(problem, pooled)
     pclasses = param_classes(problem)
     sources = ["default"] * len(defaults)
@@ -329,4 +558,16 @@ def resolve_priors(problem: MixtureProblem, priors: Any, pooled: np.ndarray) -> 
                 sources[pos] = f"priors[{key!r}]"
     else:
         raise SpecificationError(f"priors must be None, 'flat' or a dict, got {type(priors).__name__}")
-    return PriorTable(tuple(resolved), tuple(sources), problem.layout.index, pclasses)
+    return PriorTable(tuple(resolved), tuple(sources), problem.layout.index, pclasses, _exchangeable_groups(problem, sources))
+
+
+def _exchangeable_groups(problem: MixtureProblem, sources: list[str]) -> tuple[tuple[int, ...], ...]:
+    """Each class-model term's positions over the non-base classes, when there are two or
+    more and every one keeps its default prior."""
+    groups: dict[str, list[int]] = {}
+    for block in problem.layout.class_blocks:
+        for i, term in enumerate(block.terms):
+            groups.setdefault(term, []).append(block.start + i)
+    return tuple(
+        tuple(g) for g in groups.values() if len(g) == problem.k - 1 >= 2 and all(sources[p] == "default" for p in g)
+    )

@@ -1,7 +1,7 @@
-"""The DataTree layer of :mod:`bayesfmm.bayes.relabel`: relabelling and label-switching
-detection applied to a fitted mixture's posterior (an ArviZ DataTree).
+"""The DataTree layer of the relabelling: relabelling and label-switching detection
+applied to a fitted mixture's posterior (an ArviZ DataTree).
 
-The numerics stay in :mod:`bayesfmm.bayes.relabel` (numpy arrays, class axis 1); here the
+The numerics stay in :mod:`bayesfmm.bayes.relabel_core` (numpy arrays, class axis 1); here the
 posterior's class-indexed variables are turned into such arrays with the builder's map
 between PyMC variables and classes, and the permutations are written back. Class-model
 coefficients are completed with the base class's 0, permuted, and re-expressed against the
@@ -10,11 +10,12 @@ base class. These names are re-exported by :mod:`bayesfmm.bayes.relabel`.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 
-from bayesfmm.bayes.relabel import (
+from bayesfmm.bayes.relabel_core import (
     LabelSwitchingReport,
     Relabelling,
     apply_permutations,
@@ -22,6 +23,7 @@ from bayesfmm.bayes.relabel import (
     relabel,
 )
 from bayesfmm.errors import SpecificationError
+from bayesfmm.likelihood import evaluate
 
 __all__ = [
     "PROBS_LIMIT",
@@ -29,6 +31,7 @@ __all__ = [
     "classification_probs",
     "relabel_idata",
     "detect_label_switching_idata",
+    "sort_by_order",
 ]
 
 PROBS_LIMIT = 20_000_000  # draws x n x k above which detection uses the parameters only
@@ -84,8 +87,6 @@ def posterior_class_arrays(idata: Any, built: Any) -> tuple[dict[str, np.ndarray
 
 def classification_probs(built: Any, theta: np.ndarray) -> np.ndarray:
     """Posterior class probabilities of every row at every draw: ``draws x n x k``."""
-    from bayesfmm.likelihood import evaluate
-
     theta = np.asarray(theta, dtype=float).reshape(-1, theta.shape[-1])
     out = np.empty((theta.shape[0], built.problem.n, built.problem.k))
     for t, point in enumerate(theta):
@@ -159,6 +160,8 @@ def relabel_idata(
     if method == "sort" and options.get("by") is None:
         options["by"] = next(iter(name for name in arrays if name not in _class_model_names(built)))
     rel = relabel(arrays, method, probs=probs, **options)
+    if method in ("ecr", "stephens"):
+        rel = sort_by_order(rel, built, arrays)
     new_post = _relabelled_dataset(post, built, rel)
     import xarray as xr
 
@@ -168,6 +171,24 @@ def relabel_idata(
         out = idata.copy()
         out["posterior"] = xr.DataTree(dataset=new_post)
     return (out, rel) if return_relabelling else out
+
+
+def sort_by_order(rel: Relabelling, built: Any, arrays: dict[str, np.ndarray]) -> Relabelling:
+    """``rel`` with its classes renumbered so that the posterior means of the ordering
+    parameter (``built.order``; without one, the first component's first class-indexed
+    variable) increase: Stephens' and ECR's labels are otherwise arbitrary (a pivot's)."""
+    names = [name for name in arrays if name not in _class_model_names(built)]
+    name = built.order.group if built.order is not None and built.order.group in rel.draws else (names or list(arrays))[0]
+    perm = np.argsort(rel.draws[name].mean(axis=0), kind="stable")
+    if np.array_equal(perm, np.arange(perm.size)):
+        return rel
+    probs = None if rel.probs is None else rel.probs[..., perm]
+    return dataclasses.replace(
+        rel,
+        permutations=rel.permutations[:, perm],
+        draws={key: value[:, perm] for key, value in rel.draws.items()},
+        probs=probs,
+    )
 
 
 def _class_model_names(built: Any) -> set[str]:

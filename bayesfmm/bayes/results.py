@@ -12,17 +12,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
-from bayesfmm.bayes.builder import BuiltModel
+from bayesfmm import habits
+from bayesfmm.bayes.builder import BuiltModel, build
+from bayesfmm.bayes.checks import as_stored, loo_pit, plot_loo_pit, plot_rootogram
+from bayesfmm.bayes.compare import compare_fits
+from bayesfmm.bayes.diagnostics import diagnose
+from bayesfmm.bayes.predictive import draw_responses
+from bayesfmm.bayes.relabel import relabel_idata
+from bayesfmm.criteria import information_criteria
+from bayesfmm.errors import check_alpha
 from bayesfmm.likelihood import MixtureProblem, class_log_probs, evaluate
+from bayesfmm.margins import margins as margins_table
+from bayesfmm.persist import save as save_results
+from bayesfmm.postestimation import _class_means, _problem_for, predict
 from bayesfmm.results import MLResults, ProblemView
 from bayesfmm.summary import WIDTH_LABEL, Summary, format_number
 
-__all__ = ["BayesResults", "MAPResults", "BayesSummary", "compare"]
+__all__ = ["BayesResults", "MAPResults", "BayesSummary", "RestoredModel", "compare"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,12 +71,62 @@ def _report_draws(layout, theta: np.ndarray) -> np.ndarray:
 
 def _summarise(values: np.ndarray, alpha: float) -> dict[str, np.ndarray]:
     """Posterior mean, sd and equal-tailed interval over the first axis."""
+    alpha = check_alpha(alpha)
     return {
         "margin": values.mean(axis=0),
         "se": values.std(axis=0, ddof=1) if values.shape[0] > 1 else np.full(values.shape[1:], np.nan),
         "lower": np.quantile(values, alpha / 2, axis=0),
         "upper": np.quantile(values, 1 - alpha / 2, axis=0),
     }
+
+
+class RestoredModel(BuiltModel):
+    """A :class:`~bayesfmm.bayes.builder.BuiltModel` read back from a pickle.
+
+    The PyMC model is not stored (its log density and random draws are closures, its graphs
+    compiled code): everything else is, and ``.model`` builds the PyMC model again from the
+    problem, the prior table and the ordering the first time it is used.
+    """
+
+    @classmethod
+    def keep(cls, built: BuiltModel) -> "RestoredModel":
+        """``built`` without its PyMC model (what a pickled BayesResults stores)."""
+        restored = object.__new__(cls)
+        restored.__dict__.update({key: value for key, value in vars(built).items() if key not in ("model", "_model")})
+        return restored
+
+    @property
+    def model(self) -> Any:
+        """The ``pm.Model``, built again on first use after unpickling."""
+        model = self.__dict__.get("_model")
+        if model is None:
+            model = build(self.problem, self.pooled, priors=self.priors, order=order_argument(self.order)).model
+            self.__dict__["_model"] = model
+        return model
+
+    @model.setter
+    def model(self, value: Any) -> None:
+        self.__dict__["_model"] = value
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {key: value for key, value in self.__dict__.items() if key != "_model"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+
+def prior_overrides(table: Any) -> dict:
+    """A resolved prior table as the ``priors=`` argument that resolves to it again: the
+    table itself (``resolve_priors`` takes a PriorTable of the same model as it is, the
+    exchangeable class-model groups included)."""
+    return table
+
+
+def order_argument(order: Any) -> Any:
+    """A resolved ordering (OrderSpec or None) as the ``order=`` argument that gives it."""
+    if order is None:
+        return None
+    return "classpr" if order.kind == "classpr" else order.group
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,6 +146,11 @@ class BayesResults(ProblemView):
         The PyMC model (``built.model``) and its maps to ``theta``.
     timing : dict
         ``compile_s`` and ``sample_s`` in seconds.
+    history : tuple of dict
+        With ``target=``: each run (initial, retune, extend) with its draws per chain,
+        max R-hat, min ESS, divergences and seconds.
+    account : str
+        With ``target=``: what the sampling to a target did, in one line.
     """
 
     built: BuiltModel
@@ -93,6 +160,29 @@ class BayesResults(ProblemView):
     sampler: str = "nutpie"
     starts: tuple[np.ndarray, ...] | None = None
     timing: Mapping[str, float] = field(default_factory=dict)
+    history: tuple = ()
+    account: str = ""
+
+    # -- pickling ------------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """Everything but the PyMC model, which is rebuilt on first use (:class:`RestoredModel`)."""
+        state = dict(self.__dict__)
+        state["built"] = RestoredModel.keep(self.built)
+        return state
+
+    def save(self, path: str | Path) -> Path:
+        """Save the posterior to ``path`` (load it with ``bf.load``); see docs/saving.md.
+
+        The draws, the inference data and the ML start are stored; the PyMC model is
+        built again when it is first needed.
+
+        Examples
+        --------
+        >>> post = bf.FMM("thickness ~ 1", k=2).sample(stamp, draws=100, tune=100)  # doctest: +SKIP
+        >>> bf.load(post.save("post.bfmm")).params.equals(post.params)  # doctest: +SKIP
+        True
+        """
+        return save_results(self, path)
 
     # -- sizes ---------------------------------------------------------------------------
     @property
@@ -138,6 +228,7 @@ class BayesResults(ProblemView):
 
     def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
         """Equal-tailed posterior intervals (columns ``lower``, ``upper``)."""
+        alpha = check_alpha(alpha)
         lower = np.quantile(self._flat_report, alpha / 2, axis=0)
         upper = np.quantile(self._flat_report, 1 - alpha / 2, axis=0)
         return pd.DataFrame({"lower": lower, "upper": upper}, index=self.layout.index)
@@ -154,16 +245,17 @@ class BayesResults(ProblemView):
 
     @property
     def aic(self) -> float:
-        return -2 * self.llf + 2 * self.df_model
+        """Akaike's criterion at the posterior mean (:func:`bayesfmm.criteria.information_criteria`)."""
+        return information_criteria(self.llf, self.df_model, self.nobs)["AIC"]
 
     @property
     def bic(self) -> float:
-        return -2 * self.llf + np.log(self.nobs) * self.df_model
+        """Schwarz's criterion at the posterior mean."""
+        return information_criteria(self.llf, self.df_model, self.nobs)["BIC"]
 
     # -- diagnostics ---------------------------------------------------------------------
     def diagnostics(self):
         """R-hat, bulk/tail ESS, divergences, E-BFMI and a one-line verdict."""
-        from bayesfmm.bayes.diagnostics import diagnose
 
         return diagnose(self)
 
@@ -195,7 +287,6 @@ class BayesResults(ProblemView):
 
     def lcmean(self, alpha: float = 0.05, max_draws: int | None = None) -> pd.DataFrame:
         """Marginal mean of each response within each class, summarised over draws."""
-        from bayesfmm.postestimation import _class_means
 
         problem = self.problem
         names = None
@@ -225,8 +316,7 @@ class BayesResults(ProblemView):
         are (``mean`` | ``lower`` | ``upper``, class), or ``mean``/``lower``/``upper`` for a
         marginal prediction. ``max_draws`` thins the draws used (evenly spaced).
         """
-        from bayesfmm.postestimation import _problem_for, predict
-
+        alpha = None if alpha is None else check_alpha(alpha)
         need_y = kind in ("density", "distribution", "classposteriorpr")
         problem = self.problem if data is None else _problem_for(_AtTheta(self.problem, self.theta), data, need_y)
         outputs = [
@@ -256,7 +346,6 @@ class BayesResults(ProblemView):
         ``"sort"``, ``"pra"``; see :func:`bayesfmm.bayes.relabel.relabel_idata`)."""
         import dataclasses
 
-        from bayesfmm.bayes.relabel import relabel_idata
 
         idata = relabel_idata(self.idata, self.built, method, **options)
         theta = self.built.theta_from_posterior(idata["posterior"])
@@ -274,7 +363,6 @@ class BayesResults(ProblemView):
         in ``idata["posterior_predictive"]`` (dims chain, draw, obs); returns that group."""
         import xarray as xr
 
-        from bayesfmm.bayes.predictive import draw_responses
 
         rng = np.random.default_rng(random_seed)
         chains, draws, _ = self.theta_draws.shape
@@ -286,6 +374,7 @@ class BayesResults(ProblemView):
         for c in range(chains):
             for i, d in enumerate(keep):
                 out[c, i] = draw_responses(self.problem, self.theta_draws[c, d], rng)
+        out = as_stored(self.problem, out)  # integers for count responses (rootograms need them)
         coords = {"chain": np.arange(chains), "draw": keep, "obs": np.asarray(self.design.index)}
         if len(responses) == 1:
             data = xr.DataArray(out[..., 0], dims=("chain", "draw", "obs"), coords=coords)
@@ -306,6 +395,18 @@ class BayesResults(ProblemView):
         kwargs.setdefault("num_samples", min(50, group.sizes["chain"] * group.sizes["draw"]))
         return azp.plot_ppc_dist(self.idata, **kwargs)
 
+    def loo_pit(self, max_draws: int = 400, random_seed: int | None = None, **kwargs):
+        """LOO-PIT values (:func:`bayesfmm.bayes.checks.loo_pit`)."""
+        return loo_pit(self, max_draws, random_seed, **kwargs)
+
+    def plot_loo_pit(self, max_draws: int = 400, random_seed: int | None = None, **kwargs):
+        """LOO-PIT ECDF plot (:func:`bayesfmm.bayes.checks.plot_loo_pit`)."""
+        return plot_loo_pit(self, max_draws, random_seed, **kwargs)
+
+    def plot_rootogram(self, max_draws: int = 400, random_seed: int | None = None, **kwargs):
+        """Rootogram of a count response (:func:`bayesfmm.bayes.checks.plot_rootogram`)."""
+        return plot_rootogram(self, max_draws, random_seed, **kwargs)
+
     def plot_trace(self, var_names=None, **kwargs):
         """Trace and marginal densities per chain (arviz-plots ``plot_trace_dist``)."""
         import arviz_plots as azp
@@ -317,6 +418,43 @@ class BayesResults(ProblemView):
         import arviz_plots as azp
 
         return azp.plot_rank(self.idata, var_names=var_names, **kwargs)
+
+    # -- statsmodels, flexmix and Stata habits (bayesfmm.habits, bayesfmm.margins) ----------
+    @property
+    def df_resid(self) -> float:
+        """``nobs - df_model`` (statsmodels)."""
+        return self.nobs - self.df_model
+
+    @cached_property
+    def fittedvalues(self) -> pd.Series:
+        """Posterior-mean marginal mean of the (first) response per row."""
+        return habits.fittedvalues(self)
+
+    @property
+    def resid(self) -> pd.Series:
+        """Response residuals ``y - fittedvalues``."""
+        return habits.resid(self)
+
+    def clusters(self, data: pd.DataFrame | None = None) -> pd.Series:
+        """Modal class of each row under the posterior-mean class probabilities."""
+        return habits.clusters(self, data)
+
+    def parameters(self, which: str = "model") -> pd.DataFrame:
+        """Posterior means with one column per class (flexmix ``parameters()``)."""
+        return habits.parameters(self, which)
+
+    def eform(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Posterior summaries of the exponentiated coefficients (Stata ``eform``)."""
+        return habits.eform(self, alpha)
+
+    def nlcom(self, expressions, alpha: float = 0.05) -> pd.DataFrame:
+        """Posterior summaries of nonlinear combinations (Stata ``nlcom``)."""
+        return habits.nlcom(self, expressions, alpha)
+
+    def margins(self, data: pd.DataFrame, at: str | None = None, dydx: str | None = None, over: str | None = None,
+                equation: str | None = None, alpha: float = 0.05, max_draws: int | None = 500) -> pd.DataFrame:
+        """Posterior summaries of margins and marginal effects (Stata ``margins``)."""
+        return margins_table(self, data, at=at, dydx=dydx, over=over, equation=equation, alpha=alpha, max_draws=max_draws)
 
     # -- reporting -----------------------------------------------------------------------
     def summary(self, alpha: float = 0.05) -> "BayesSummary":
@@ -330,7 +468,7 @@ class BayesResults(ProblemView):
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)  # Summary's repr: the table
 class BayesSummary(Summary):
     """The Stata-like table of :class:`Summary`, with posterior columns."""
 
@@ -359,7 +497,8 @@ class BayesSummary(Summary):
             converged=True,
             vce="posterior",
             verdict=diag.verdict,
-            sampling=f"{res.chains} chains x {res.draws} draws ({res.sampler}); ordering: {order}",
+            sampling=f"{res.chains} chains x {res.draws} draws ({res.sampler}); ordering: {order}"
+            + (f"\n{res.account}" if getattr(res, "account", "") else ""),
         )
 
     def _header_row(self) -> str:
@@ -386,10 +525,15 @@ class BayesSummary(Summary):
         return "\n".join(lines)
 
 
-def compare(results: Mapping[str, BayesResults] | list[BayesResults], **kwargs) -> pd.DataFrame:
+def compare(results: Mapping[str, BayesResults] | list[BayesResults], exclude_failed: bool = True,
+            **kwargs) -> pd.DataFrame:
     """Compare fits by PSIS-LOO (arviz-stats ``compare``), e.g. across numbers of classes.
 
     ``results`` is a dict ``{name: BayesResults}`` or a list (named ``k=2``, ``k=3``, ...).
+    Fits whose diagnostics failed are flagged (column ``diagnostics``) and, with
+    ``exclude_failed`` (default), left out of the ranking; printing the table shows elpd
+    at a precision that separates the fits and the decision rule
+    (:mod:`bayesfmm.bayes.compare`).
 
     Examples
     --------
@@ -397,8 +541,6 @@ def compare(results: Mapping[str, BayesResults] | list[BayesResults], **kwargs) 
     >>> fits = {f"k={k}": bf.FMM("thickness ~ 1", k=k).sample(stamp) for k in (2, 3)}  # doctest: +SKIP
     >>> bf.bayes.compare(fits)  # doctest: +SKIP
     """
-    import arviz_stats as azs
-
     if not isinstance(results, Mapping):
         named: dict[str, BayesResults] = {}
         for res in results:
@@ -407,4 +549,4 @@ def compare(results: Mapping[str, BayesResults] | list[BayesResults], **kwargs) 
                 name += "'"
             named[name] = res
         results = named
-    return azs.compare({name: res.idata for name, res in results.items()}, **kwargs)
+    return compare_fits(results, exclude_failed=exclude_failed, **kwargs)

@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
-from bayesfmm.families import gaussian, lognormal  # noqa: F401  (registration)
-from bayesfmm.families import binomial, nbinomial, pointmass, poisson  # noqa: F401  (registration)
-from bayesfmm.families import beta, exponential, gamma, loglogistic, weibull  # noqa: F401  (registration)
-from bayesfmm.families import censored, mlogit, ordinal, survival, tpoisson  # noqa: F401  (registration)
+from bayesfmm.families import (  # noqa: F401  (registration)  # noqa: F401  (registration)  # noqa: F401  (registration)  # noqa: F401  (registration)
+    beta,
+    binomial,
+    censored,
+    exponential,
+    gamma,
+    gaussian,
+    loglogistic,
+    lognormal,
+    mlogit,
+    mvnormal,  # noqa: F401  (registration)
+    nbinomial,
+    ordinal,
+    pointmass,
+    poisson,
+    survival,
+    tpoisson,
+    weibull,
+)
 from bayesfmm.families.base import AuxScale, ExtraColumn, Family, ResponseHook, Slot
 from bayesfmm.families.registry import family_names, get_family, register_family
 

@@ -24,9 +24,15 @@ __all__ = [
     "ExtraColumn",
     "Family",
     "LOG_SCALE",
+    "RESPONSE_TERM",
     "ResponseHook",
     "Slot",
     "finite_difference_derivatives",
+    "rebuild_family",
+    "response_term",
+    "with_response_terms",
+    "without_response_terms",
+    "with_recipe",
 ]
 
 Array = np.ndarray
@@ -47,12 +53,17 @@ class AuxScale:
     derivative: Callable[[Array], Array]
 
 
+def _as_float(t: Array) -> Array:
+    return np.asarray(t, dtype=float)
+
+
+def _ones(t: Array) -> Array:
+    return np.ones_like(np.asarray(t, dtype=float))
+
+
+# module-level functions only: a scale travels with a fitted layout, so it must pickle
 LOG_SCALE = AuxScale(to_report=np.exp, from_report=np.log, derivative=np.exp)
-IDENTITY_SCALE = AuxScale(
-    to_report=lambda t: np.asarray(t, dtype=float),
-    from_report=lambda t: np.asarray(t, dtype=float),
-    derivative=lambda t: np.ones_like(np.asarray(t, dtype=float)),
-)
+IDENTITY_SCALE = AuxScale(to_report=_as_float, from_report=_as_float, derivative=_ones)
 
 
 @dataclass(frozen=True)
@@ -140,11 +151,16 @@ class ResponseHook:
     missing_response
         A missing response is information, not a missing value (intreg: an unbounded lower
         limit), so its rows are not dropped.
+    multi_response
+        The family takes several responses, written ``"y1 + y2 + y3 ~ x"`` (``mvnormal``):
+        ``bind`` then gets the n x d float array of the left-hand side and the tuple of the
+        response names, and ``y`` stays n x d.
     """
 
     bind: Callable[[Any, str, Any], tuple["Family", np.ndarray]]
     drop_intercept: bool = False
     missing_response: bool = False
+    multi_response: bool = False
 
 
 LogPdf = Callable[[Any, Sequence[Any], Ops, Extra], Any]
@@ -201,9 +217,32 @@ class Family:
         Optional ``logsf(y, etas, ops, extra)`` -> the log survivor function
         ``log P(Y > y)``, written stably in the tail (censored survival times use it;
         ``predict(kind="survival")`` prefers it to ``1 - cdf``).
+    response_terms
+        Optional ``response_terms(y, extra, ops) -> {name: values}``: the terms of the log
+        density that depend on the response (and per-row data) only, such as
+        ``gammaln(y + 1)`` of a count or ``log y`` of a lognormal. The design computes them
+        once (:func:`with_response_terms`) into ``extra`` under ``RESPONSE_TERM + name``;
+        ``logpdf`` reads them with :func:`response_term` and computes them itself when
+        absent (the PyMC model, a direct call), so the density is still written once.
     response_hook
         Optional :class:`ResponseHook` for families whose parameters depend on the
         response's levels (``ologit``, ``mlogit``) or that read it specially (``intreg``).
+    recipe
+        How to build this family again: ``(function, args, kwargs)`` with ``function``
+        defined at module level and picklable arguments. :func:`~bayesfmm.families.get_family`
+        sets it (the registry name and options), as do the constructors of families bound to
+        their levels. A family pickles as its recipe, so its densities (closures, lambdas)
+        are never pickled themselves; without a recipe it pickles field by field, which
+        needs every function to be defined at module level. ``dataclasses.replace``
+        gives a family without a recipe (it is no longer the one the recipe builds).
+
+    Examples
+    --------
+    >>> import pickle
+    >>> import bayesfmm as bf
+    >>> fam = pickle.loads(pickle.dumps(bf.get_family("gaussian")))
+    >>> fam.name, fam.n_slots
+    ('gaussian', 2)
     """
 
     name: str
@@ -223,6 +262,16 @@ class Family:
     extra_columns: Mapping[str, Any] = field(default_factory=dict)
     logsf: Callable[[Any, Sequence[Any], Ops, Extra], Any] | None = None
     response_hook: ResponseHook | None = None
+    response_terms: Callable[[Any, Extra, Ops], Mapping[str, Any]] | None = None
+    recipe: tuple[Callable[..., "Family"], tuple, Mapping[str, Any]] | None = field(
+        default=None, init=False, compare=False, repr=False
+    )
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        if self.recipe is None:
+            return super().__reduce_ex__(protocol)
+        function, args, kwargs = self.recipe
+        return (rebuild_family, (function, tuple(args), dict(kwargs)))
 
     @property
     def n_slots(self) -> int:
@@ -236,6 +285,63 @@ class Family:
 
     def logpdf_numpy(self, y: Array, etas: Sequence[Array], extra: Extra) -> Array:
         return self.logpdf(y, etas, NUMPY_OPS, extra)
+
+
+RESPONSE_TERM = "response:"  # prefix of the keys of precomputed response-only terms in ``extra``
+
+
+def response_term(extra: Extra | None, name: str) -> Any:
+    """The precomputed response-only term ``name`` (see :attr:`Family.response_terms`), or
+    None when ``extra`` does not hold it (then the log density computes it).
+
+    Examples
+    --------
+    >>> response_term({"response:log_y": 1.5}, "log_y"), response_term({}, "log_y")
+    (1.5, None)
+    """
+    if not extra:
+        return None
+    return extra.get(RESPONSE_TERM + name)
+
+
+def with_response_terms(family: "Family", y: Array, extra: Extra) -> dict[str, Any]:
+    """``extra`` with the family's response-only terms of ``y`` added (computed once per
+    design, with numpy); ``extra`` itself is not changed.
+
+    Examples
+    --------
+    >>> import numpy as np, bayesfmm as bf
+    >>> out = with_response_terms(bf.get_family("poisson"), np.array([0.0, 3.0]), {})
+    >>> np.round(out["response:lgamma_y1"], 6).tolist()
+    [0.0, 1.791759]
+    """
+    out = {k: v for k, v in extra.items() if not k.startswith(RESPONSE_TERM)}
+    if family.response_terms is None:
+        return out
+    with np.errstate(all="ignore"):
+        terms = family.response_terms(np.asarray(y, dtype=float), out, NUMPY_OPS)
+    out.update({RESPONSE_TERM + name: np.asarray(value, dtype=float) for name, value in terms.items()})
+    return out
+
+
+def without_response_terms(extra: Extra) -> Extra:
+    """``extra`` without precomputed response terms: for a log density evaluated at another
+    response than the design's (the PyMC model's observed variable)."""
+    if not any(k.startswith(RESPONSE_TERM) for k in extra):
+        return extra
+    return {k: v for k, v in extra.items() if not k.startswith(RESPONSE_TERM)}
+
+
+def rebuild_family(function: Callable[..., Family], args: tuple, kwargs: Mapping[str, Any]) -> Family:
+    """The family of a recipe (what an unpickled :class:`Family` is built by)."""
+    return function(*args, **kwargs)
+
+
+def with_recipe(family: Family, function: Callable[..., Family], *args: Any, **kwargs: Any) -> Family:
+    """``family`` with its :attr:`~Family.recipe` set, in place: closures of the family that
+    refer to the object itself (a ``bind`` returning it) see the recipe too."""
+    object.__setattr__(family, "recipe", (function, args, kwargs))
+    return family
 
 
 def finite_difference_derivatives(

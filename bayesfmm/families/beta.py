@@ -21,14 +21,17 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from scipy import special
 
 from bayesfmm.errors import SpecificationError
 from bayesfmm.families.base import LOG_SCALE, Family, Slot
 from bayesfmm.families.gamma import collapse_constant, trigamma
 from bayesfmm.families.gaussian import _weighted_least_squares
 from bayesfmm.families.registry import register_family
-from bayesfmm.ops import NUMPY_OPS, Ops
+from bayesfmm.ops import (
+    NUMPY_OPS,
+    Ops,
+    special,  # scipy.special, loaded on first use
+)
 
 __all__ = ["BETA_LINKS", "INVERSE_LINKS", "beta"]
 

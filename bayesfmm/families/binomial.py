@@ -17,12 +17,16 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-from scipy import special
 
 from bayesfmm.errors import SpecificationError
-from bayesfmm.families.base import Family, Slot
+from bayesfmm.families.base import Family, Slot, response_term
 from bayesfmm.families.registry import register_family
-from bayesfmm.ops import LOG_2PI, NUMPY_OPS, Ops
+from bayesfmm.ops import (
+    LOG_2PI,
+    NUMPY_OPS,
+    Ops,
+    special,  # scipy.special, loaded on first use
+)
 
 __all__ = ["binomial", "bernoulli", "LINKS", "Link"]
 
@@ -152,6 +156,12 @@ def _check_trials(trials: Any) -> Any:
     return int(trials)
 
 
+def _log_choose(y: Any, extra: Any, ops: Ops) -> dict[str, Any]:
+    """The response-only term of the binomial density: ``log C(trials, y)``."""
+    n = extra["trials"]
+    return {"log_choose": ops.gammaln(n + 1.0) - ops.gammaln(y + 1.0) - ops.gammaln(n - y + 1.0)}
+
+
 def binomial(trials: Any = 1, link: str = "logit") -> Family:
     """The binomial family: ``y`` successes out of ``trials``.
 
@@ -176,7 +186,9 @@ def binomial(trials: Any = 1, link: str = "logit") -> Family:
 
     def logpdf(y, etas, ops, extra):
         n = extra["trials"]
-        log_choose = ops.gammaln(n + 1.0) - ops.gammaln(y + 1.0) - ops.gammaln(n - y + 1.0)
+        log_choose = response_term(extra, "log_choose")
+        if log_choose is None:
+            log_choose = _log_choose(y, extra, ops)["log_choose"]
         return log_choose + _kernel(y, etas[0], n, chosen, ops)
 
     def derivatives(y, etas, extra):
@@ -220,6 +232,7 @@ def binomial(trials: Any = 1, link: str = "logit") -> Family:
             np.asarray(extra["trials"]).astype(np.int64), chosen.p(np.asarray(etas[0], dtype=float), NUMPY_OPS)
         ).astype(float),
         extra_columns={"trials": trials},
+        response_terms=_log_choose,
     )
 
 

@@ -44,7 +44,7 @@ from bayesfmm.families.interval import (
     standardised_jacobian,
 )
 from bayesfmm.families.registry import register_family
-from bayesfmm.ops import Ops
+from bayesfmm.ops import NUMPY_OPS, Ops
 
 __all__ = ["tobit", "intreg", "truncreg"]
 
@@ -215,8 +215,6 @@ def intreg(upper: Any = None) -> Family:
         return ops.where(point, normal_logpdf(lo_safe, etas, ops), interval)
 
     def derivatives(y: np.ndarray, etas: Sequence[np.ndarray], extra: Any):
-        from bayesfmm.ops import NUMPY_OPS
-
         y = np.asarray(y, dtype=float)
         mu, lnvar = (np.asarray(e, dtype=float) * np.ones_like(y) for e in etas)
         with np.errstate(invalid="ignore"):
@@ -305,8 +303,6 @@ def truncreg(ll: Any = None, ul: Any = None) -> Family:
         return normal_logpdf(y, etas, ops) - log_interval(a, b, lower_open, upper_open, NORMAL, ops)
 
     def derivatives(y: np.ndarray, etas: Sequence[np.ndarray], extra: Any):
-        from bayesfmm.ops import NUMPY_OPS
-
         y = np.asarray(y, dtype=float)
         mu, lnvar = (np.asarray(e, dtype=float) * np.ones_like(y) for e in etas)
         d, h = normal_derivatives(y, (mu, lnvar))

@@ -22,13 +22,15 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
-from scipy import special
 
 from bayesfmm.errors import SpecificationError
 from bayesfmm.families.base import LOG_SCALE, Family, Slot
 from bayesfmm.families.gaussian import _weighted_least_squares
 from bayesfmm.families.registry import register_family
-from bayesfmm.ops import Ops
+from bayesfmm.ops import (
+    Ops,
+    special,  # scipy.special, loaded on first use
+)
 
 __all__ = [
     "collapse_constant",

@@ -8,11 +8,14 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
-from scipy import linalg
 
 from bayesfmm.families.base import LOG_SCALE, Family, Slot
 from bayesfmm.families.registry import register_family
-from bayesfmm.ops import LOG_2PI, Ops
+from bayesfmm.ops import (
+    LOG_2PI,
+    Ops,
+    linalg,  # scipy.linalg, loaded on first use
+)
 
 __all__ = ["gaussian", "normal_logpdf", "normal_derivatives", "normal_weighted_fit", "normal_sample"]
 
@@ -43,31 +46,78 @@ def normal_derivatives(y: np.ndarray, etas: Sequence[np.ndarray], extra: Any = N
     return d, h
 
 
-def _weighted_least_squares(x: np.ndarray, target: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Weighted least squares by scaled normal equations (Cholesky), falling back to an SVD
-    solve when the scaled cross-product is ill-conditioned (condition number > 1e10)."""
-    xw = x.T * weights
-    cross = xw @ x
+GRAM_CHUNK = 16_384  # rows per block of the weighted cross-products (cache-sized)
+
+
+def _weighted_gram(x: np.ndarray, target: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``[X, t]' diag(w) [X, t]`` in one pass over blocks of rows, each block in cache."""
+    n, m = x.shape
+    gram = np.zeros((m + 1, m + 1))
+    size = min(n, GRAM_CHUNK)
+    block = np.empty((size, m + 1), order="F")
+    scaled = np.empty((size, m + 1), order="F")
+    for start in range(0, n, size):
+        stop = min(start + size, n)
+        b, s = block[: stop - start], scaled[: stop - start]
+        b[:, :m] = x[start:stop]
+        b[:, m] = target[start:stop]
+        np.multiply(b, weights[start:stop, None], out=s)
+        gram += s.T @ b
+    return gram
+
+
+def _solve_normal_equations(cross: np.ndarray, rhs: np.ndarray) -> np.ndarray | None:
+    """Scaled normal equations by Cholesky; None when the scaled cross-product is
+    ill-conditioned (condition number > 1e10) or not positive definite."""
     scale = np.sqrt(np.maximum(np.diag(cross), 1e-300))
     scaled = cross / np.outer(scale, scale)
     try:
         if np.linalg.cond(scaled) > 1e10:
-            raise linalg.LinAlgError("ill-conditioned")
+            return None
         factor = linalg.cho_factor(scaled, lower=True)
-        return linalg.cho_solve(factor, (xw @ target) / scale) / scale
+        return linalg.cho_solve(factor, rhs / scale) / scale
     except (linalg.LinAlgError, ValueError):
-        sw = np.sqrt(weights)
-        return np.linalg.lstsq(x * sw[:, None], target * sw, rcond=None)[0]
+        return None
+
+
+def _lstsq(x: np.ndarray, target: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    sw = np.sqrt(weights)
+    return np.linalg.lstsq(x * sw[:, None], target * sw, rcond=None)[0]
+
+
+def _weighted_least_squares(x: np.ndarray, target: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted least squares by scaled normal equations (Cholesky), falling back to an SVD
+    solve when the scaled cross-product is ill-conditioned (condition number > 1e10)."""
+    gram = _weighted_gram(x, target, weights)
+    m = x.shape[1]
+    beta = _solve_normal_equations(gram[:m, :m], gram[:m, m])
+    return _lstsq(x, target, weights) if beta is None else beta
 
 
 def normal_weighted_fit(y, designs, offsets, weights, extra=None):
-    """Closed-form weighted ML: weighted least squares and the weighted mean square."""
+    """Closed-form weighted ML: weighted least squares and the weighted mean square.
+
+    One pass over the rows forms ``[X, t]' W [X, t]`` (``t = y - offset``); the residual sum
+    of squares is ``t'Wt - b'X'Wt`` at the solution, recomputed from the residuals when
+    that difference loses more than half the digits (a fit close to perfect).
+    """
     x = designs[0]
     target = y - offsets[0]
-    beta = _weighted_least_squares(x, target, weights)
-    resid = target - x @ beta
+    gram = _weighted_gram(x, target, weights)
+    m = x.shape[1]
+    beta = _solve_normal_equations(gram[:m, :m], gram[:m, m])
     total = weights.sum()
-    var = float(weights @ (resid * resid) / total) if total > 0 else 0.0
+    ssr = None
+    if beta is not None:
+        ssr = gram[m, m] - beta @ gram[:m, m]
+        if not ssr > 1e-8 * gram[m, m]:
+            ssr = None
+    else:
+        beta = _lstsq(x, target, weights)
+    if ssr is None:
+        resid = target - x @ beta
+        ssr = weights @ (resid * resid)
+    var = float(ssr / total) if total > 0 else 0.0
     return [beta, np.array([np.log(var) if var > 0 else -np.inf])]
 
 

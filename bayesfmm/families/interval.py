@@ -28,9 +28,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from scipy import special
 
-from bayesfmm.ops import LOG_2PI, NUMPY_OPS, Ops
+from bayesfmm.ops import LOG_2PI, NUMPY_OPS, Lazy, Ops
 
 __all__ = [
     "Cumulative",
@@ -65,7 +64,7 @@ LOGISTIC = Cumulative(
     cdf=lambda x, ops: ops.sigmoid(x),
     log_pdf=lambda x: -np.logaddexp(0.0, x) - np.logaddexp(0.0, -x),
     score=lambda x: -np.tanh(0.5 * x),
-    ppf=special.logit,
+    ppf=Lazy("scipy.special", "logit"),
 )
 
 NORMAL = Cumulative(
@@ -75,7 +74,7 @@ NORMAL = Cumulative(
     cdf=lambda x, ops: ops.ndtr(x),
     log_pdf=lambda x: -0.5 * (x * x + LOG_2PI),
     score=lambda x: -x,
-    ppf=special.ndtri,
+    ppf=Lazy("scipy.special", "ndtri"),
 )
 
 

@@ -16,15 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayesfmm.errors import DataError
+from bayesfmm.errors import DataError, rows_text
 
 __all__ = ["Levels", "find_levels", "label_text"]
-
-
-def _rows(index: pd.Index, positions: np.ndarray, limit: int = 5) -> str:
-    shown = [repr(v) for v in index[positions[:limit]]]
-    more = f" and {positions.size - limit} more" if positions.size > limit else ""
-    return ", ".join(shown) + more
 
 
 def label_text(label: Any) -> str:
@@ -63,7 +57,7 @@ class Levels:
             shown = column.iloc[bad[:5]].tolist()
             raise DataError(
                 f"{family} response {name!r} must be one of its fitted levels "
-                f"{[label_text(v) for v in self.labels]}; rows {_rows(column.index, bad)} hold {shown}"
+                f"{[label_text(v) for v in self.labels]}; rows {rows_text(column.index, bad)} hold {shown}"
             )
         return np.asarray(y, dtype=float)
 
@@ -74,7 +68,7 @@ def _as_numbers(column: pd.Series, name: str, family: str) -> np.ndarray:
     if bad.size:
         raise DataError(
             f"{family} response {name!r} must hold finite numbers or categories; rows "
-            f"{_rows(column.index, bad)} hold {column.iloc[bad[:5]].tolist()}"
+            f"{rows_text(column.index, bad)} hold {column.iloc[bad[:5]].tolist()}"
         )
     return values
 

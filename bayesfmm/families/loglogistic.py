@@ -19,13 +19,15 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
-from scipy import special
 
 from bayesfmm.families.base import Family, Slot
 from bayesfmm.families.gamma import SCALE_SLOT, log_scale_start, positive_support, weighted_log_moments
 from bayesfmm.families.registry import register_family
 from bayesfmm.families.weibull import log_time_chain, standardised_log_time
-from bayesfmm.ops import Ops
+from bayesfmm.ops import (
+    Ops,
+    special,  # scipy.special, loaded on first use
+)
 
 __all__ = ["loglogistic"]
 

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from bayesfmm.families.base import Family
+from bayesfmm.families.base import Family, response_term
 from bayesfmm.families.gaussian import (
     SLOTS,
     _weighted_log_variance,
@@ -26,8 +26,20 @@ __all__ = ["lognormal"]
 
 
 def _logpdf(y: Any, etas: Sequence[Any], ops: Ops, extra: Any = None) -> Any:
-    log_y = ops.log(y)
+    log_y = response_term(extra, "log_y")
+    if log_y is None:
+        log_y = ops.log(y)
     return normal_logpdf(log_y, etas, ops) - log_y
+
+
+def _log_y(y: np.ndarray, extra: Any) -> np.ndarray:
+    log_y = response_term(extra, "log_y")
+    return np.log(y) if log_y is None else log_y
+
+
+def log_response(y: Any, extra: Any, ops: Ops) -> dict[str, Any]:
+    """The response-only term of a density in ``log y``."""
+    return {"log_y": ops.log(y)}
 
 
 def _cdf(y: Any, etas: Sequence[Any], ops: Ops, extra: Any = None) -> Any:
@@ -47,7 +59,7 @@ def lognormal() -> Family:
         stata_name="lognormal",
         slots=SLOTS,
         logpdf=_logpdf,
-        eta_derivatives=lambda y, etas, extra: normal_derivatives(np.log(y), etas),
+        eta_derivatives=lambda y, etas, extra: normal_derivatives(_log_y(y, extra), etas),
         mean=lambda etas, ops, extra: ops.exp(etas[0] + 0.5 * ops.exp(etas[1])),
         cdf=_cdf,
         logsf=_logsf,
@@ -55,9 +67,10 @@ def lognormal() -> Family:
         support="positive",
         start_aux=lambda y, w: _weighted_log_variance(np.log(y), w),
         weighted_fit=lambda y, designs, offsets, weights, extra=None: normal_weighted_fit(
-            np.log(y), designs, offsets, weights
+            _log_y(y, extra), designs, offsets, weights
         ),
         sample=lambda etas, rng, extra=None: np.exp(normal_sample(etas, rng)),
+        response_terms=log_response,
     )
 
 

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from bayesfmm.errors import DataError, SpecificationError
-from bayesfmm.families.base import Family, ResponseHook, Slot
+from bayesfmm.families.base import Family, ResponseHook, Slot, with_recipe
 from bayesfmm.families.gamma import _intercept_column
 from bayesfmm.families.levels import Levels, find_levels, label_text
 from bayesfmm.families.ordinal import _unbound_logpdf, level_indicators
@@ -159,7 +159,7 @@ def mlogit_family(levels: Levels, base: int, baseoutcome: Any = None) -> Family:
         options={"levels": levels.labels, "baseoutcome": levels.labels[base]},
         response_hook=ResponseHook(bind=bind),
     )
-    return family
+    return with_recipe(family, mlogit_family, levels, base, baseoutcome)
 
 
 def mlogit(baseoutcome: Any = None) -> Family:

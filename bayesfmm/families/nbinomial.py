@@ -20,13 +20,15 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
-from scipy import special
 
 from bayesfmm.errors import SpecificationError
 from bayesfmm.families.base import LOG_SCALE, Family, Slot
-from bayesfmm.families.poisson import COUNT_SUPPORT, is_count
+from bayesfmm.families.poisson import COUNT_SUPPORT, count_response_terms, is_count, log_factorial
 from bayesfmm.families.registry import register_family
-from bayesfmm.ops import Ops
+from bayesfmm.ops import (
+    Ops,
+    special,  # scipy.special, loaded on first use
+)
 
 __all__ = ["nbinomial", "DISPERSIONS"]
 
@@ -41,7 +43,7 @@ def _nb2_logpdf(y: Any, etas: Sequence[Any], ops: Ops, extra: Any = None) -> Any
     s = eta + lnalpha  # log(alpha mu)
     log1p_am = ops.softplus(s)  # log(1 + alpha mu)
     return (
-        ops.gammaln(y + r) - ops.gammaln(r) - ops.gammaln(y + 1.0)
+        ops.gammaln(y + r) - ops.gammaln(r) - log_factorial(y, ops, extra)
         - r * log1p_am
         + y * (s - log1p_am)
     )
@@ -53,7 +55,7 @@ def _nb1_logpdf(y: Any, etas: Sequence[Any], ops: Ops, extra: Any = None) -> Any
     m = ops.exp(eta - lndelta)  # size mu/delta
     log1p_d = ops.softplus(lndelta)  # log(1 + delta)
     return (
-        ops.gammaln(y + m) - ops.gammaln(m) - ops.gammaln(y + 1.0)
+        ops.gammaln(y + m) - ops.gammaln(m) - log_factorial(y, ops, extra)
         - m * log1p_d
         + y * (lndelta - log1p_d)
     )
@@ -180,6 +182,7 @@ def nbinomial(dispersion: str = "mean") -> Family:
             start_aux=_start_lnalpha,
             sample=_nb2_sample,
             options={"dispersion": "mean"},
+            response_terms=count_response_terms,
         )
     aux = Slot("lndelta", linear=False, report_name="delta", param_class="scale", scale=LOG_SCALE)
     return Family(
@@ -195,6 +198,7 @@ def nbinomial(dispersion: str = "mean") -> Family:
         start_aux=_start_lndelta,
         sample=_nb1_sample,
         options={"dispersion": "constant"},
+        response_terms=count_response_terms,
     )
 
 

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from bayesfmm.errors import SpecificationError
-from bayesfmm.families.base import Family, ResponseHook, Slot
+from bayesfmm.families.base import Family, ResponseHook, Slot, with_recipe
 from bayesfmm.families.interval import (
     LOGISTIC,
     NORMAL,
@@ -40,9 +40,9 @@ from bayesfmm.families.interval import (
 )
 from bayesfmm.families.levels import Levels, find_levels
 from bayesfmm.families.registry import register_family
-from bayesfmm.ops import Ops
+from bayesfmm.ops import NUMPY_OPS, Ops
 
-__all__ = ["ologit", "oprobit", "ordinal_family", "level_indicators"]
+__all__ = ["ologit", "oprobit", "ordinal_family", "bound_ordinal", "level_indicators"]
 
 MIN_SHARE = 1e-4  # floor of a level's share in the start values (keeps cutpoints apart)
 
@@ -134,8 +134,6 @@ def ordinal_family(dist: Cumulative, levels: Levels) -> Family:
         eta = np.asarray(etas[0], dtype=float)
         shape = np.broadcast(eta, *[np.asarray(c) for c in etas[1:]]).shape
         u = rng.random(shape)
-        from bayesfmm.ops import NUMPY_OPS
-
         below = sum((u > dist.cdf(np.asarray(c, dtype=float) - eta, NUMPY_OPS)).astype(int) for c in etas[1:])
         return np.asarray(values)[below]
 
@@ -157,7 +155,12 @@ def ordinal_family(dist: Cumulative, levels: Levels) -> Family:
         options={"levels": levels.labels},
         response_hook=ResponseHook(bind=bind, drop_intercept=True),
     )
-    return family
+    return with_recipe(family, bound_ordinal, name, levels)
+
+
+def bound_ordinal(name: str, levels: Levels) -> Family:
+    """``ologit``/``oprobit`` bound to ``levels`` (the recipe an unpickled family is built by)."""
+    return ordinal_family(LOGISTIC if name == "ologit" else NORMAL, levels)
 
 
 def _unbound(dist: Cumulative) -> Family:

@@ -10,11 +10,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from bayesfmm.families.base import Family, Slot
+from bayesfmm.families.base import Family, Slot, response_term
 from bayesfmm.families.registry import register_family
 from bayesfmm.ops import Ops
 
-__all__ = ["poisson", "poisson_logpdf", "poisson_derivatives", "is_count", "COUNT_SUPPORT"]
+__all__ = ["poisson", "poisson_logpdf", "poisson_derivatives", "is_count", "COUNT_SUPPORT", "log_factorial", "count_response_terms"]
 
 SLOTS = (Slot("mu"),)
 COUNT_SUPPORT = "a non-negative integer count (0, 1, 2, ...)"
@@ -30,7 +30,18 @@ def is_count(y: np.ndarray) -> np.ndarray:
 def poisson_logpdf(y: Any, etas: Sequence[Any], ops: Ops, extra: Any = None) -> Any:
     """log Poisson(y | exp(eta)), written once for numpy and pytensor."""
     (eta,) = etas
-    return y * eta - ops.exp(eta) - ops.gammaln(y + 1.0)
+    return y * eta - ops.exp(eta) - log_factorial(y, ops, extra)
+
+
+def log_factorial(y: Any, ops: Ops, extra: Any = None) -> Any:
+    """``log y!``: precomputed by the design (:func:`count_response_terms`) when present."""
+    term = response_term(extra, "lgamma_y1")
+    return ops.gammaln(y + 1.0) if term is None else term
+
+
+def count_response_terms(y: Any, extra: Any, ops: Ops) -> dict[str, Any]:
+    """The response-only term of a count density: ``log y!``."""
+    return {"lgamma_y1": ops.gammaln(y + 1.0)}
 
 
 def poisson_derivatives(y: np.ndarray, etas: Sequence[np.ndarray], extra: Any = None):
@@ -73,6 +84,7 @@ def poisson() -> Family:
         support=COUNT_SUPPORT,
         start_aux=lambda y, w: [],
         sample=poisson_sample,
+        response_terms=count_response_terms,
     )
 
 

@@ -28,7 +28,6 @@ import dataclasses
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from scipy import special
 
 from bayesfmm.errors import SpecificationError
 from bayesfmm.families.base import ExtraColumn, Family, finite_difference_derivatives
@@ -36,7 +35,10 @@ from bayesfmm.families.gamma import log_scale_start, positive_support
 from bayesfmm.families.interval import normal_tail_derivatives
 from bayesfmm.families.registry import get_family, register_family
 from bayesfmm.families.weibull import log_time_chain
-from bayesfmm.ops import Ops
+from bayesfmm.ops import (
+    Ops,
+    special,  # scipy.special, loaded on first use
+)
 
 __all__ = ["streg", "SURVIVAL_DISTRIBUTIONS"]
 

@@ -20,14 +20,17 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
-from scipy import special
 
 from bayesfmm.errors import SpecificationError
 from bayesfmm.families.base import Family, Slot
 from bayesfmm.families.gamma import log_scale_start
-from bayesfmm.families.poisson import COUNT_SUPPORT, is_count, poisson_logpdf
+from bayesfmm.families.poisson import COUNT_SUPPORT, count_response_terms, is_count, poisson_logpdf
 from bayesfmm.families.registry import register_family
-from bayesfmm.ops import Ops
+from bayesfmm.ops import (
+    NUMPY_OPS,
+    Ops,
+    special,  # scipy.special, loaded on first use
+)
 
 __all__ = ["tpoisson"]
 
@@ -41,8 +44,6 @@ def _log_tail(mu: Any, ll: np.ndarray, ops: Ops) -> Any:
 
 def _ratio(eta: np.ndarray, ll: np.ndarray) -> np.ndarray:
     """``r = mu P(Y = ll) / P(Y > ll)`` (numpy)."""
-    from bayesfmm.ops import NUMPY_OPS
-
     mu = np.exp(eta)
     log_r = (ll + 1.0) * eta - mu - special.gammaln(ll + 1.0) - _log_tail(mu, ll, NUMPY_OPS)
     return np.exp(log_r)
@@ -75,7 +76,7 @@ def tpoisson(ll: Any = 0) -> Family:
 
     def logpdf(y: Any, etas: Sequence[Any], ops: Ops, extra: Any) -> Any:
         limit = np.asarray(extra["ll"], dtype=float)
-        value = poisson_logpdf(y, etas, ops) - _log_tail(ops.exp(etas[0]), limit, ops)
+        value = poisson_logpdf(y, etas, ops, extra) - _log_tail(ops.exp(etas[0]), limit, ops)
         return ops.where(y > limit, value, -np.inf)
 
     def derivatives(y: np.ndarray, etas: Sequence[np.ndarray], extra: Any):
@@ -136,6 +137,7 @@ def tpoisson(ll: Any = 0) -> Family:
         start_aux=lambda y, w: [],
         start_linear=start_linear,
         sample=sample,
+        response_terms=count_response_terms,
         options={"ll": ll},
         extra_columns={"ll": ll},
     )

@@ -11,12 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import log_softmax
 
 from bayesfmm.design import ComponentDesign
-from bayesfmm.likelihood import Evaluation, MixtureProblem, complete_data_score_hessian, evaluate
-from bayesfmm.ml.iterlog import IterationLog, mreldif, reldif
+from bayesfmm.iterlog import IterationLog, mreldif, reldif
+from bayesfmm.likelihood import Evaluation, MixtureProblem, complete_data_score_hessian
+from bayesfmm.ml.chunks import component_newton_fit, e_step
+from bayesfmm.ml.linesearch import step_halving
 from bayesfmm.ml.newton import reflected_newton_step
+from bayesfmm.ops import Lazy
+
+log_softmax = Lazy("scipy.special", "log_softmax")  # loaded on first use
 
 __all__ = ["EMOptions", "EMResult", "m_step", "em", "degeneracy", "weighted_component_fit"]
 
@@ -52,41 +56,7 @@ def weighted_component_fit(
     family = comp.family
     if family.weighted_fit is not None:
         return family.weighted_fit(comp.y, comp.slot_designs, _slot_offsets(comp), weights, comp.extra)
-    coefs = [np.array(c, dtype=float) for c in current]
-    sizes = [c.size for c in coefs]
-    edges = np.cumsum([0] + sizes)
-    offsets = _slot_offsets(comp)
-
-    def objective(cs):
-        etas = [X @ b + o for X, b, o in zip(comp.slot_designs, cs, offsets)]
-        return float(weights @ family.logpdf_numpy(comp.y, etas, comp.extra)), etas
-
-    value, etas = objective(coefs)
-    for _ in range(steps):
-        d, h = family.derivatives(comp.y, etas, comp.extra)
-        p = edges[-1]
-        g = np.zeros(p)
-        H = np.zeros((p, p))
-        for a, Xa in enumerate(comp.slot_designs):
-            g[edges[a] : edges[a + 1]] = Xa.T @ (weights * d[a])
-            for b, Xb in enumerate(comp.slot_designs):
-                H[edges[a] : edges[a + 1], edges[b] : edges[b + 1]] = Xa.T @ ((weights * h[a, b])[:, None] * Xb)
-        step = reflected_newton_step(g, H)
-        flat = np.concatenate(coefs)
-        for _half in range(30):
-            trial = flat + step
-            cand = [trial[edges[a] : edges[a + 1]] for a in range(len(sizes))]
-            new_value, new_etas = objective(cand)
-            if np.isfinite(new_value) and new_value >= value - 1e-12 * abs(value):
-                break
-            step = step / 2
-        else:
-            break
-        improved = new_value - value
-        coefs, value, etas = cand, new_value, new_etas
-        if improved < 1e-10 * (abs(value) + 1):
-            break
-    return coefs
+    return component_newton_fit(comp, weights, current, steps)  # in row chunks (ml/chunks.py)
 
 
 def _class_m_step(problem: MixtureProblem, resp: np.ndarray, theta: np.ndarray) -> None:
@@ -129,16 +99,17 @@ def _class_m_step(problem: MixtureProblem, resp: np.ndarray, theta: np.ndarray) 
                 H[offsets[a] : offsets[a + 1], offsets[b] : offsets[b + 1]] = ea.X.T @ (w[:, None] * eb.X)
         g = np.concatenate(g_parts)
         step = reflected_newton_step(g, H)
-        for _half in range(30):
+
+        def q_of(sub):
             trial = theta.copy()
-            trial[cols] = theta[cols] + step
-            new_value, new_pi = q_value(trial)
-            if new_value >= value - 1e-12 * abs(value):
-                break
-            step = step / 2
-        gain = new_value - value
-        theta[cols] = trial[cols]
-        value, pi = new_value, new_pi
+            trial[cols] = sub
+            return q_value(trial)
+
+        # the last trial is kept even when none is accepted (a step this small changes nothing)
+        found = step_halving(q_of, theta[cols], step, value, max_halvings=30, offset=0.0)
+        gain = found.value - value
+        theta[cols] = found.x
+        value, pi = found.value, found.payload
         if gain < 1e-10 * (abs(value) + 1):
             break
 
@@ -195,18 +166,16 @@ def constrained_m_step(
         if not (np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
             break
         step = T @ reflected_newton_step(T.T @ g, T.T @ H @ T)
-        t = 1.0
-        for _half in range(30):
-            trial = theta + t * step
+
+        def q_at(trial):
             with np.errstate(all="ignore"):
-                new_value = complete_data_score_hessian(problem, trial, resp)[0]
-            if np.isfinite(new_value) and new_value >= value - 1e-12 * abs(value):
-                break
-            t /= 2
-        else:
+                return complete_data_score_hessian(problem, trial, resp)[0]
+
+        found = step_halving(q_at, theta, step, value, max_halvings=30, offset=0.0)
+        if not found.accepted:
             break
-        gain = new_value - value
-        theta, value = trial, new_value
+        gain = found.value - value
+        theta, value = found.x, found.value
         if gain < 1e-10 * (abs(value) + 1):
             break
     return theta
@@ -220,7 +189,16 @@ def _assigned_fit_is_perfect(problem: MixtureProblem, block, resp: np.ndarray) -
     linear = [X for X, slot in zip(comp.slot_designs, comp.family.slots) if slot.linear]
     n_mean = sum(X.shape[1] for X in linear)
     points = np.column_stack([comp.y[rows], *[X[rows] for X in linear]])
-    return np.unique(points, axis=0).shape[0] <= n_mean
+    return 0 < np.unique(points, axis=0).shape[0] <= n_mean  # no row at all: emptying, not collapsing
+
+
+def _few_rows(problem: MixtureProblem, block, resp: np.ndarray) -> bool:
+    """Whether the block's class holds so few rows (posterior weight) that a tiny variance
+    there is a collapse onto them rather than a narrow class."""
+    comp = problem.design.classes[block.class_ - 1][block.component]
+    n_mean = sum(X.shape[1] for X, slot in zip(comp.slot_designs, comp.family.slots) if slot.linear)
+    weights = resp[:, block.class_ - 1]
+    return bool(np.any(weights > 0.5)) and float(weights.sum()) <= max(5.0, 2.0 * n_mean)
 
 
 def degeneracy(
@@ -236,10 +214,14 @@ def degeneracy(
     ``reference`` holds the reported value of each parameter in a 1-class fit. An auxiliary
     parameter whose slot ``collapses`` (an error variance or a scale going down, beta's
     precision going up) collapses when it moves past ``collapse_tol`` times (or 1 /
-    ``collapse_tol`` times) its 1-class value, or past ``small_tol`` while the rows
-    assigned to its class (posterior > 0.5) hold no more distinct points than the component
-    has mean parameters (a perfect fit on a few tied values, where the likelihood is
-    unbounded).
+    ``collapse_tol`` times) its 1-class value while its class holds only a few rows (posterior
+    weight at most ``max(5, 2 p)``, ``p`` the component's mean parameters, and some row
+    assigned to it: a class losing every row is emptying, not collapsing), or past
+    ``small_tol`` while the rows assigned to its class (posterior > 0.5) hold no more
+    distinct points than the component has mean parameters (a perfect fit on a few tied
+    values, where the likelihood is unbounded). The class size matters: one extreme
+    outlier inflates the 1-class variance a millionfold, and a class of 199 ordinary rows
+    is then far below it without being degenerate.
     """
     if not np.all(np.isfinite(theta)):
         bad = [
@@ -259,7 +241,7 @@ def degeneracy(
         ratio = report[b.slice] / reference[b.slice]
         # how far the parameter has gone in its collapsing direction (small = far)
         toward = float(np.min(ratio)) if b.collapses == "down" else float(np.min(1.0 / ratio))
-        collapsed = toward < collapse_tol
+        collapsed = toward < collapse_tol and (resp is None or _few_rows(problem, b, resp))
         if not collapsed and toward < small_tol and resp is not None:
             collapsed = _assigned_fit_is_perfect(problem, b, resp)
         if collapsed:
@@ -282,10 +264,14 @@ def em(
     collapse_tol: float = 1e-8,
 ) -> EMResult:
     """Run EM from ``theta`` for at most ``options.iterate`` iterations."""
-    reason = degeneracy(problem, theta, None, reference, collapse_tol)
+    reason = degeneracy(problem, theta, None, reference, collapse_tol) if not np.all(np.isfinite(theta)) else None
     if reason:
         return EMResult(theta, -np.inf, 0, reason, None)
-    ev = evaluate(problem, theta)
+    with np.errstate(all="ignore"):
+        ev = e_step(problem, theta)  # row chunks: responsibilities and llf only
+    reason = degeneracy(problem, theta, ev.resp, reference, collapse_tol)
+    if reason:
+        return EMResult(theta, -np.inf, 0, reason, None)
     it = -1
     for it in range(options.iterate):
         if log is not None:
@@ -294,7 +280,7 @@ def em(
         reason = degeneracy(problem, new_theta, ev.resp, reference, collapse_tol)
         if reason:
             return EMResult(new_theta, -np.inf, it + 1, reason, None)
-        new_ev = evaluate(problem, new_theta)
+        new_ev = e_step(problem, new_theta)
         done = mreldif(new_theta, theta) < options.tolerance or reldif(new_ev.llf, ev.llf) < options.ltolerance
         theta, ev = new_theta, new_ev
         if done:

@@ -21,6 +21,8 @@ draw, from which EM starts.
 
 Random methods (``randomid``, ``randompr``, ``jitter``) take ``draws=`` and ``seed=``; the
 caller runs EM from each draw and keeps the one with the best EM log likelihood.
+``"default"`` and ``"factor"`` are the same start here; ``fit()`` follows ``"default"``
+(only) with its search for a better maximum (:mod:`bayesfmm.ml.search`).
 
 ``jitter`` perturbation (Stata documents the magnitudes, not the distribution; this is
 ours): with ``z ~ N(0, 1)`` independently for every parameter, a regression coefficient
@@ -40,9 +42,11 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from bayesfmm.errors import DataError, SpecificationError
+from bayesfmm.errors import DataError, SpecificationError, rows_text
 from bayesfmm.likelihood import MixtureProblem, component_etas
 from bayesfmm.ml.em import _slot_offsets, m_step, weighted_component_fit
+from bayesfmm.ml.start_mv import kmeans_weights
+from bayesfmm.names import param_label
 from bayesfmm.ops import NUMPY_OPS
 
 __all__ = [
@@ -169,6 +173,8 @@ def one_class_fit(problem: MixtureProblem) -> np.ndarray:
 def _quantile_weights(problem: MixtureProblem, pooled: np.ndarray) -> np.ndarray:
     comp = problem.design.classes[0][0]
     etas = component_etas(problem, pooled)[0][0]
+    if np.ndim(comp.y) == 2:  # several responses (mvnormal): k-means++ on the residuals
+        return kmeans_weights(comp.y - comp.family.mean(etas, NUMPY_OPS, comp.extra), problem.k)
     fitted = np.asarray(comp.family.mean(etas, NUMPY_OPS, comp.extra)) * np.ones(problem.n)
     residual = comp.y - fitted
     if not np.all(np.isfinite(residual)):
@@ -186,19 +192,13 @@ def _quantile_weights(problem: MixtureProblem, pooled: np.ndarray) -> np.ndarray
     return np.eye(k)[labels]
 
 
-def _rows(index: pd.Index, positions: np.ndarray, limit: int = 5) -> str:
-    shown = [repr(v) for v in index[positions[:limit]]]
-    more = f" and {positions.size - limit} more" if positions.size > limit else ""
-    return ", ".join(shown) + more
-
-
 def classid_weights(values: np.ndarray, k: int, column: str, index: pd.Index) -> np.ndarray:
     """One-hot weights (n x k) from class labels 1..k; every class must appear."""
     values = np.asarray(values, dtype=float)
     bad = np.flatnonzero(~np.isin(values, np.arange(1, k + 1)))
     if bad.size:
         raise DataError(
-            f"classid column {column!r} must hold class numbers 1..{k}; rows {_rows(index, bad)} "
+            f"classid column {column!r} must hold class numbers 1..{k}; rows {rows_text(index, bad)} "
             f"hold {values[bad[:5]].tolist()}"
         )
     labels = values.astype(int) - 1
@@ -219,12 +219,12 @@ def classpr_weights(values: np.ndarray, k: int, columns: Sequence[str], index: p
     bad = np.flatnonzero(np.any(values < 0, axis=1))
     if bad.size:
         raise DataError(
-            f"classpr columns {list(columns)} must be non-negative; rows {_rows(index, bad)} hold negative values"
+            f"classpr columns {list(columns)} must be non-negative; rows {rows_text(index, bad)} hold negative values"
         )
     totals = values.sum(axis=1)
     bad = np.flatnonzero(totals <= 0)
     if bad.size:
-        raise DataError(f"classpr columns {list(columns)} sum to 0 in rows {_rows(index, bad)}: nothing to normalise")
+        raise DataError(f"classpr columns {list(columns)} sum to 0 in rows {rows_text(index, bad)}: nothing to normalise")
     return values / totals[:, None]
 
 
@@ -345,10 +345,6 @@ def start_points(
         raise SpecificationError(f"startvalues={method!r} is not a start method")
 
 
-def param_label(key: tuple) -> str:
-    """``(class, equation, term)`` as written in tests and errors: ``[2]thickness:Intercept``."""
-    class_, equation, term = key
-    return f"[{class_}]{equation}:{term}"
 
 
 def theta_from_params(layout, values: Any, fill: np.ndarray | None = None) -> np.ndarray:

@@ -39,10 +39,10 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy import linalg
 
 from bayesfmm.errors import IdentificationWarning, SpecificationError
 from bayesfmm.likelihood import MixtureProblem, unit_scores
+from bayesfmm.ops import linalg  # scipy.linalg, loaded on first use
 
 __all__ = [
     "VCE_TYPES",
