@@ -94,6 +94,7 @@ def test_compare_flags_and_excludes_a_failed_fit(stamp):
 
 
 @pytest.mark.slow
+@pytest.mark.acceptance  # fails: arviz-stats' PSIS raises 'All tail values are the same' on a stamp fit (issue 15 open)
 def test_compare_on_stamp_k2_k3_k4_flags_failing_fits(stamp):
     """The issue's comparison at 4 x 1000, seed 1: every fit whose diagnostics failed is
     flagged and unranked (the issue saw k = 4 fail with R-hat 1.033)."""

@@ -75,7 +75,9 @@ def ml_fit(spec: "ModelSpec", data: "pd.DataFrame", random_seed: int | None = No
 def ml_fits(spec: "ModelSpec", data: "pd.DataFrame", random_seed: int | None = None) -> list["MLResults"]:
     """The fits :func:`ml_fit` chooses from, the chosen one first (empty, with a warning,
     when every fit fails)."""
-    runs: list[dict[str, Any]] = [{}]
+    # the Stata-compatible single start, as before the default fit searched random starts
+    # (issue 13): its labelling seeds the chains' start draws; the random starts follow
+    runs: list[dict[str, Any]] = [{"startvalues": "factor"} if spec.k > 1 else {}]
     if spec.k > 1:
         runs.append({"startvalues": ML_START_METHOD, "draws": ML_RANDOM_STARTS, "seed": ml_start_seed(random_seed)})
     fits: list[MLResults] = []
@@ -88,7 +90,7 @@ def ml_fits(spec: "ModelSpec", data: "pd.DataFrame", random_seed: int | None = N
         except ConvergenceError as exc:
             failures.append(f"{options.get('startvalues', 'default')}: {exc}")
         except SpecificationError:
-            if not options:
+            if not options or options.get("startvalues") == "factor":
                 raise  # the default fit's error is the user's to see
             # a start method this model does not take: the default fit stands
     if not fits:
