@@ -60,6 +60,40 @@ class ProblemView:
         """Free parameters: those tied or fixed by constraints count once or not at all."""
         return self.layout.n_free
 
+    # -- statsmodels and flexmix habits (bayesfmm.habits; Bayes: posterior summaries) ------
+    @property
+    def df_resid(self) -> float:
+        """``nobs - df_model`` (statsmodels)."""
+        return self.nobs - self.df_model
+
+    @cached_property
+    def fittedvalues(self) -> pd.Series:
+        """Marginal mean of the (first) response per row, ``sum_j pi_ij mu_ij`` (Bayes: at
+        the posterior means)."""
+        return habits.fittedvalues(self)
+
+    @property
+    def resid(self) -> pd.Series:
+        """Response residuals ``y - fittedvalues``."""
+        return habits.resid(self)
+
+    def clusters(self, data: pd.DataFrame | None = None) -> pd.Series:
+        """Modal class of each row, 1..k (flexmix ``clusters()``)."""
+        return habits.clusters(self, data)
+
+    def parameters(self, which: str = "model") -> pd.DataFrame:
+        """Estimates (Bayes: posterior means) with one column per class (flexmix ``parameters()``)."""
+        return habits.parameters(self, which)
+
+    def eform(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Exponentiated coefficients with their CIs (Stata ``eform``; Bayes: posterior summaries)."""
+        return habits.eform(self, alpha)
+
+    def nlcom(self, expressions, alpha: float = 0.05) -> pd.DataFrame:
+        """Nonlinear combinations (Stata ``nlcom``): ``res.nlcom("exp([2]x)")``; delta method
+        for ML, posterior summaries for Bayes."""
+        return habits.nlcom(self, expressions, alpha)
+
 
 @dataclass(frozen=True, eq=False)
 class MLResults(ProblemView):
@@ -212,21 +246,6 @@ class MLResults(ProblemView):
         """Alias of ``zvalues`` (statsmodels' name)."""
         return self.zvalues
 
-    @property
-    def df_resid(self) -> float:
-        """``nobs - df_model`` (statsmodels)."""
-        return self.nobs - self.df_model
-
-    @cached_property
-    def fittedvalues(self) -> pd.Series:
-        """Marginal mean of the (first) response per row, ``sum_j pi_ij mu_ij``."""
-        return habits.fittedvalues(self)
-
-    @property
-    def resid(self) -> pd.Series:
-        """Response residuals ``y - fittedvalues``."""
-        return habits.resid(self)
-
     @cached_property
     def llnull(self) -> float:
         """Log likelihood of the one-class, intercepts-only model (NaN when none exists)."""
@@ -245,22 +264,6 @@ class MLResults(ProblemView):
     def llr_pvalue(self) -> float:
         """chi2 p-value of ``llr`` (a guide only for k > 1: the null is on the boundary)."""
         return self.lrtest_null().pvalue
-
-    def clusters(self, data: pd.DataFrame | None = None) -> pd.Series:
-        """Modal class of each row, 1..k (flexmix ``clusters()``)."""
-        return habits.clusters(self, data)
-
-    def parameters(self, which: str = "model") -> pd.DataFrame:
-        """Estimates with one column per class (flexmix ``parameters()``)."""
-        return habits.parameters(self, which)
-
-    def eform(self, alpha: float = 0.05) -> pd.DataFrame:
-        """Exponentiated coefficients with their CIs (Stata ``eform``)."""
-        return habits.eform(self, alpha)
-
-    def nlcom(self, expressions, alpha: float = 0.05) -> pd.DataFrame:
-        """Delta-method nonlinear combinations (Stata ``nlcom``): ``res.nlcom("exp([2]x)")``."""
-        return habits.nlcom(self, expressions, alpha)
 
     def margins(self, data: pd.DataFrame, at: str | None = None, dydx: str | None = None,
                 over: str | None = None, equation: str | None = None, alpha: float = 0.05) -> pd.DataFrame:

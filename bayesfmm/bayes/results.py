@@ -18,7 +18,6 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from bayesfmm import habits
 from bayesfmm.bayes.builder import BuiltModel, build
 from bayesfmm.bayes.checks import as_stored, loo_pit, plot_loo_pit, plot_rootogram
 from bayesfmm.bayes.compare import compare_fits
@@ -419,38 +418,7 @@ class BayesResults(ProblemView):
 
         return azp.plot_rank(self.idata, var_names=var_names, **kwargs)
 
-    # -- statsmodels, flexmix and Stata habits (bayesfmm.habits, bayesfmm.margins) ----------
-    @property
-    def df_resid(self) -> float:
-        """``nobs - df_model`` (statsmodels)."""
-        return self.nobs - self.df_model
-
-    @cached_property
-    def fittedvalues(self) -> pd.Series:
-        """Posterior-mean marginal mean of the (first) response per row."""
-        return habits.fittedvalues(self)
-
-    @property
-    def resid(self) -> pd.Series:
-        """Response residuals ``y - fittedvalues``."""
-        return habits.resid(self)
-
-    def clusters(self, data: pd.DataFrame | None = None) -> pd.Series:
-        """Modal class of each row under the posterior-mean class probabilities."""
-        return habits.clusters(self, data)
-
-    def parameters(self, which: str = "model") -> pd.DataFrame:
-        """Posterior means with one column per class (flexmix ``parameters()``)."""
-        return habits.parameters(self, which)
-
-    def eform(self, alpha: float = 0.05) -> pd.DataFrame:
-        """Posterior summaries of the exponentiated coefficients (Stata ``eform``)."""
-        return habits.eform(self, alpha)
-
-    def nlcom(self, expressions, alpha: float = 0.05) -> pd.DataFrame:
-        """Posterior summaries of nonlinear combinations (Stata ``nlcom``)."""
-        return habits.nlcom(self, expressions, alpha)
-
+    # -- Stata margins (bayesfmm.margins); the habits are ProblemView's ----------------------
     def margins(self, data: pd.DataFrame, at: str | None = None, dydx: str | None = None, over: str | None = None,
                 equation: str | None = None, alpha: float = 0.05, max_draws: int | None = 500) -> pd.DataFrame:
         """Posterior summaries of margins and marginal effects (Stata ``margins``)."""
