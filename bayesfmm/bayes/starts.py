@@ -4,9 +4,9 @@ Chains start from the ML fit, relabelled to meet the ordering constraint and jit
 its covariance (``init="ml"``, the default): PyMC's default start (a unit jitter on the
 unconstrained scale) lands far from the mass on raw-scale data such as stamp thickness,
 where a unit is a hundred posterior standard deviations, and chains then settle in
-different modes. That ML fit is the better of the default start and
-:data:`ML_RANDOM_STARTS` random ones (:func:`ml_fit`): on patent the default start stops
-at a local optimum. MAP (:mod:`bayesfmm.bayes.map`) starts from the same fit.
+different modes. That ML fit is the better of Stata's single start
+(``startvalues="factor"``) and :data:`ML_RANDOM_STARTS` random ones (:func:`ml_fit`): on
+patent the single start stops at a local optimum. MAP (:mod:`bayesfmm.bayes.map`) starts from the same fit.
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ def ml_start_seed(random_seed: int | None) -> int:
 
 
 def ml_fit(spec: "ModelSpec", data: "pd.DataFrame", random_seed: int | None = None) -> "MLResults | None":
-    """The ML fit the chains start from: the best of the default start and
-    :data:`ML_RANDOM_STARTS` ``"randompr"`` starts (seed :func:`ml_start_seed`); the best
+    """The ML fit the chains start from: the best of Stata's single start
+    (``startvalues="factor"``) and :data:`ML_RANDOM_STARTS` ``"randompr"`` starts (seed :func:`ml_start_seed`); the best
     of :func:`ml_fits`.
 
     A default start can stop at a local optimum (patent, k = 3: -202.76 against -197.675
