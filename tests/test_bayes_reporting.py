@@ -91,10 +91,24 @@ def test_compare_flags_and_excludes_a_failed_fit(stamp):
     assert "fewer than two fits passed" in str(few)
     everyone = bf.bayes.compare(fits, exclude_failed=False)
     assert everyone["rank"].notna().all() and everyone.loc["k=2 short", "diagnostics"].startswith("FAILED")
+    # elpd as arviz-stats computes it, not rounded by its round_to="auto" (the issue saw 1510 twice)
+    assert table.loc["k=2", "elpd"] == pytest.approx(float(good.loo().elpd), abs=1e-9)
+
+    class StuckFit:  # stamp k = 4, seed 1: a chain that never moved, and PSIS has no tail to fit
+        def diagnostics(self):
+            return short.diagnostics()
+
+        def loo(self, **kwargs):
+            raise ValueError("All tail values are the same")
+
+    for exclude in (True, False):
+        stuck = bf.bayes.compare({"k=2": good, "k=2 again": good, "k=4": StuckFit()}, exclude_failed=exclude)
+        assert np.isnan(stuck.loc["k=4", "elpd"]) and np.isnan(stuck.loc["k=4", "rank"])
+        assert stuck.loc["k=4", "diagnostics"].startswith("FAILED: PSIS-LOO failed (All tail values are the same)")
+        assert set(stuck.index[stuck["rank"].notna()]) == {"k=2", "k=2 again"}
 
 
 @pytest.mark.slow
-@pytest.mark.acceptance  # fails: arviz-stats' PSIS raises 'All tail values are the same' on a stamp fit (issue 15 open)
 def test_compare_on_stamp_k2_k3_k4_flags_failing_fits(stamp):
     """The issue's comparison at 4 x 1000, seed 1: every fit whose diagnostics failed is
     flagged and unranked (the issue saw k = 4 fail with R-hat 1.033)."""

@@ -56,6 +56,24 @@ def test_verdict_separates_divergences():
     assert "divergences" in verdict and "draw more" not in verdict and "modes" not in verdict
 
 
+def test_verdict_names_a_stuck_chain_not_draw_more():
+    """Stamp k = 4 at 4 x 1000, seed 1 (issue 15's compare run): one chain never left its
+    start (log-likelihood sd 1e-16), ESS 7 and R-hat 1.55 — within R-hat's noise at ESS 7,
+    so the verdict said 'draw more: about 119100 draws per chain'. A chain that does not
+    move is named instead, and more draws are not advised."""
+    from bayesfmm.bayes.diagnostics import moved_share
+
+    rng = np.random.default_rng(0)
+    draws = rng.normal(size=(4, 200, 2))
+    draws[2] = draws[2, :1]  # chain 3 repeats its first draw
+    diag = _diag(1.55, 7, divergences=0, switching=False)
+    moved = moved_share(draws)
+    np.testing.assert_array_equal(moved, [1, 1, 0, 1])
+    stuck = Diagnostics(diag.table, 0, 4, 200, diag.bfmi, diag.label_switching, moved=moved)
+    assert stuck.stuck_chains == [3] and not stuck.passed
+    assert "stuck chains: chain 3 moved in 0%" in stuck.verdict and "draw more" not in stuck.verdict
+
+
 def test_resolve_target():
     assert resolve_target(None) is None and resolve_target(True) == 400 and resolve_target(1000) == 1000
     with pytest.raises(bf.SpecificationError, match="target"):

@@ -56,6 +56,7 @@ class Comparison(pd.DataFrame):
         decimals = separating_decimals(self["elpd"]) if "elpd" in self else 2
         formats = {c: (lambda v, d=decimals: f"{v:.{d}f}") for c in ("elpd", "elpd_diff", "p", "se", "dse")
                    if c in self}
+        formats.update({c: (lambda v: f"{v:.3f}") for c in ("weight", "p_worse") if c in self})
         shown = self.copy()
         for column, fmt in formats.items():
             shown[column] = [fmt(v) if isinstance(v, (int, float, np.floating)) and np.isfinite(v) else "" for v in shown[column]]
@@ -65,33 +66,57 @@ class Comparison(pd.DataFrame):
         return self.__str__()
 
 
+def _loo(res: Any) -> tuple[Any, str | None]:
+    """PSIS-LOO of one fit (pointwise, for ``compare``), or None and why it failed: a
+    chain that never moved gives identical log-likelihood draws, and PSIS then has no tail
+    to fit (arviz-stats: "All tail values are the same")."""
+    try:
+        return res.loo(pointwise=True), None
+    except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
+        return None, f"PSIS-LOO failed ({exc})"
+
+
+def _flag(verdict: Any, loo_error: str | None) -> str:
+    if loo_error is not None:
+        return "FAILED: " + loo_error + ("" if verdict.passed else "; " + verdict.verdict.split(" (")[0][8:])
+    return "ok" if verdict.passed else "FAILED: " + verdict.verdict.split(" (")[0][8:]
+
+
 def compare_fits(results: Mapping[str, Any], exclude_failed: bool = True, **kwargs: Any) -> Comparison:
     """:func:`bayesfmm.bayes.results.compare` (see the module docstring)."""
     import arviz_stats as azs
 
     verdicts = {name: res.diagnostics() for name, res in results.items()}
-    passed = {name: res for name, res in results.items() if verdicts[name].passed}
+    loos = {name: _loo(res) for name, res in results.items()}
+    # a fit without a PSIS-LOO has no elpd to rank, whatever exclude_failed says
+    scored = {name: res for name, res in results.items() if loos[name][0] is not None}
+    passed = {name: res for name, res in scored.items() if verdicts[name].passed}
     # with fewer than two fits that passed there is nothing to rank them against: all are
     # ranked, and the flags say which to distrust
-    ranked = passed if exclude_failed and len(passed) >= 2 else dict(results)
+    ranked = passed if exclude_failed and len(passed) >= 2 else scored
+    kwargs.setdefault("round_to", "none")  # arviz rounds elpd itself; __str__ picks the decimals
     if len(ranked) >= 2:
-        table = azs.compare({name: res.idata for name, res in ranked.items()}, **kwargs)
+        table = azs.compare({name: loos[name][0] for name in ranked}, **kwargs)
     else:
         table = pd.DataFrame(
-            [{"rank": 0, "elpd": float(res.loo().elpd), "elpd_diff": 0.0} for res in ranked.values()],
+            [{"rank": 0, "elpd": float(loos[name][0].elpd), "elpd_diff": 0.0} for name in ranked],
             index=list(ranked),
         )
     others = [name for name in results if name not in ranked]
     if others:
         extra = pd.DataFrame(
-            [{"rank": np.nan, "elpd": float(results[name].loo().elpd)} for name in others], index=others
+            [{"rank": np.nan, "elpd": float(loos[name][0].elpd) if loos[name][0] is not None else np.nan}
+             for name in others],
+            index=others,
         )
-        table = pd.concat([table, extra])
-    table["diagnostics"] = ["ok" if verdicts[name].passed else "FAILED: " + verdicts[name].verdict.split(" (")[0][8:]
-                            for name in table.index]
+        table = pd.concat([table, extra]) if len(table) else extra
+    table["diagnostics"] = [_flag(verdicts[name], loos[name][1]) for name in table.index]
     out = Comparison(table)
-    if len(ranked) < len(results):
+    if len(ranked) < len(results) and len(ranked) == len(passed):
         excluded = "left out of the ranking"
+    elif len(ranked) < len(results):
+        excluded = ("ranked all the same, as fewer than two fits passed: trust no elpd flagged FAILED; "
+                    "fits without a PSIS-LOO are left out")
     elif exclude_failed and len(passed) < len(results):
         excluded = "ranked all the same, as fewer than two fits passed: trust no elpd flagged FAILED"
     else:

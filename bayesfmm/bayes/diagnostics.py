@@ -23,11 +23,14 @@ from bayesfmm.ops import Lazy
 
 chi2 = Lazy("scipy.stats", "chi2")  # scipy.stats is slow to import: loaded on first use
 
-__all__ = ["Diagnostics", "diagnose", "draw_diagnostics", "RHAT_MAX", "ESS_PER_CHAIN", "BFMI_MIN"]
+__all__ = ["Diagnostics", "diagnose", "draw_diagnostics", "moved_share", "RHAT_MAX", "ESS_PER_CHAIN", "BFMI_MIN"]
 
 RHAT_MAX = 1.01
 ESS_PER_CHAIN = 100
 BFMI_MIN = 0.3
+# a chain whose draws change in fewer than this share of its iterations is stuck: NUTS moves
+# at nearly every iteration, so a chain that does not has met a region it cannot leave
+MOVED_MIN = 0.5
 TAIL_PROB = 0.05
 # R-hat's own noise: for chains that mix, split R-hat - 1 is about (m / 2 ESS) chi2_{m-1} / (m - 1)
 # with m = 2 x chains split chains. Above the RHAT_NOISE_LEVEL quantile of that (at the
@@ -59,6 +62,15 @@ class Diagnostics:
     bfmi: np.ndarray
     label_switching: LabelSwitchingReport | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    moved: np.ndarray | None = None
+
+    @property
+    def stuck_chains(self) -> list[int]:
+        """The chains (numbered from 1) whose draws changed in fewer than
+        :data:`MOVED_MIN` of their iterations."""
+        if self.moved is None:
+            return []
+        return [i + 1 for i, share in enumerate(np.asarray(self.moved)) if share < MOVED_MIN]
 
     @property
     def max_rhat(self) -> float:
@@ -116,6 +128,8 @@ class Diagnostics:
         }
         if self.label_switching is not None:
             out["label_switching"] = not self.label_switching.switching
+        if self.moved is not None:
+            out["moving"] = not self.stuck_chains
         return out
 
     @property
@@ -137,7 +151,15 @@ class Diagnostics:
             return f"OK: {facts}"
         advice = []
         switching = not checks.get("label_switching", True)
-        if switching:
+        stuck = self.stuck_chains
+        if stuck:
+            shares = ", ".join(f"chain {c} moved in {100 * self.moved[c - 1]:.0f}%" for c in stuck)
+            advice.append(
+                f"stuck chains: {shares} of its iterations; more draws will not "
+                "fix it: raise target_accept (e.g. 0.95), check the starts (init=) and priors, or fit "
+                "fewer classes (a class may have collapsed)"
+            )
+        elif switching:
             advice.append("label switching: the relabelling finds chains in permuted labellings; use order= or res.relabel()")
         elif self.chains_disagree:
             advice.append(
@@ -161,6 +183,19 @@ class Diagnostics:
         lines = [self.verdict, "", self.table.to_string(float_format=lambda v: f"{v:.4g}")]
         lines += list(self.notes)
         return "\n".join(lines)
+
+
+def moved_share(draws: np.ndarray) -> np.ndarray:
+    """For draws (chain, draw, parameter), the share of each chain's iterations at which
+    any parameter changed.
+
+    Examples
+    --------
+    >>> draws = np.zeros((2, 5, 1)); draws[0, :, 0] = np.arange(5)
+    >>> moved_share(draws)
+    array([1., 0.])
+    """
+    return np.any(np.diff(draws, axis=1) != 0, axis=2).mean(axis=1)
 
 
 def _label_switching(results) -> tuple[LabelSwitchingReport | None, str | None]:
@@ -215,6 +250,7 @@ def draw_diagnostics(layout, all_draws: np.ndarray, idata, switching: LabelSwitc
         divergences = int(np.asarray(stats["diverging"]).sum())
     notes = list(notes)
     fixed = table.index[moving & np.asarray(np.ptp(all_draws.reshape(-1, p), axis=0) == 0)]
+    moved = moved_share(draws) if n_draws >= 2 and draws.shape[2] else None
     if len(fixed):
         notes.insert(0, f"constant draws (R-hat/ESS undefined): {list(fixed)}")
     return Diagnostics(
@@ -225,4 +261,5 @@ def draw_diagnostics(layout, all_draws: np.ndarray, idata, switching: LabelSwitc
         bfmi=_energy_bfmi(idata),
         label_switching=switching,
         notes=tuple(notes),
+        moved=moved,
     )

@@ -6,8 +6,9 @@ last draw (a short retune, :data:`RETUNE`, then the extra draws, appended to the
 to ``max_draws`` per chain, reusing the compiled model. The extra draws are what the
 diagnostics ask for (:meth:`~bayesfmm.bayes.diagnostics.Diagnostics.draws_needed`: ESS
 grows with the draws and R-hat's noise shrinks as 1 / ESS). On divergences it raises
-``target_accept`` (to at least :data:`RAISED_ACCEPT`; nutpie's adaptation becomes
-``"diag"`` unless given) and starts again, once. It stops
+``target_accept`` (to at least :data:`RAISED_ACCEPT`, then 0.99: :data:`RAISED_ACCEPTS`;
+nutpie's adaptation becomes ``"diag"`` unless given) and starts again, at most twice
+(divergences in a continued chain's short retune count too). It stops
 early when the chains disagree beyond R-hat's noise (different modes: more draws will
 not help). Each step is recorded in ``res.history``.
 
@@ -33,6 +34,8 @@ __all__ = ["RETUNE", "RAISED_ACCEPT", "DEFAULT_ESS", "Runner", "sample_to_target
 
 RETUNE = 250  # tuning steps before the extra draws of a continued chain
 RAISED_ACCEPT = 0.95
+# target_accept at the first and the second restart after divergences
+RAISED_ACCEPTS = (RAISED_ACCEPT, 0.99)
 DEFAULT_ESS = 400
 MIN_EXTRA = 200
 
@@ -164,18 +167,25 @@ def sample_to_target(runner: Runner, start_for, draws: int, tune: int, seed: int
     idata, seconds, starts = runner.run(start_for, draws, tune, seed)
     _, diag = _diagnose(runner.built, idata)
     history = [_record("initial", diag, seconds, accept)]
-    if diag.divergences > 0:
-        accept = max(RAISED_ACCEPT, 1 - (1 - (accept or 0.8)) / 2)
-        runner.kwargs["target_accept"] = accept
-        if runner.sampler == "nutpie":  # the diagonal mass matrix diverged less on patent (docs/bayes.md)
-            runner.kwargs.setdefault("adaptation", "diag")
-        idata, seconds, starts = runner.run(start_for, draws, tune, int(rng.integers(2**31 - 1)))
-        _, diag = _diagnose(runner.built, idata)
-        history.append(_record("retune", diag, seconds, accept))
     reason = "target met"
-    while not _met(diag, ess):
+    retunes = 0
+    while not _met(diag, ess) or diag.divergences > 0:
         if diag.divergences > 0:
-            reason = "divergences after raising target_accept"
+            if retunes == len(RAISED_ACCEPTS):
+                reason = "divergences after raising target_accept"
+                break
+            # divergences, also in a continuation's short retune: start again, more carefully
+            accept = max(RAISED_ACCEPTS[retunes], 1 - (1 - (accept or 0.8)) / 2)
+            retunes += 1
+            runner.kwargs["target_accept"] = accept
+            if runner.sampler == "nutpie":  # the diagonal mass matrix diverged less on patent (docs/bayes.md)
+                runner.kwargs.setdefault("adaptation", "diag")
+            idata, seconds, starts = runner.run(start_for, draws, tune, int(rng.integers(2**31 - 1)))
+            _, diag = _diagnose(runner.built, idata)
+            history.append(_record("retune", diag, seconds, accept))
+            continue
+        if diag.stuck_chains:
+            reason = f"stuck chains {diag.stuck_chains}"
             break
         if diag.chains_disagree and diag.draws >= draws:
             reason = "chains in different modes"
