@@ -347,21 +347,13 @@ def _component_design(comp: Component, data: pd.DataFrame) -> ComponentDesign:
         check_outcome_levels(family, comp.response)
     extra = _extra_arrays(comp, data)
     check_support(family, y, comp.response, data.index, extra)
-    designs, names = [], []
-    ones = np.ones((len(y), 1))
-    for slot in family.slots:
-        if slot.linear:
-            designs.append(X)
-            names.append(terms)
-        else:
-            designs.append(ones)
-            names.append((slot.report_name or slot.name,))
-    if X.shape[1] > 0:
-        rank = np.linalg.matrix_rank(X)
-        if rank < X.shape[1]:
+    designs, names = _slot_designs(family, X, terms, extra)
+    for D, T in {id(D): (D, T) for D, T, s in zip(designs, names, family.slots) if s.linear}.values():
+        rank = np.linalg.matrix_rank(D) if D.shape[1] > 0 else 0
+        if rank < D.shape[1]:
             raise DataError(
                 f"the design of {comp.formula!r} is rank deficient (rank {rank} for "
-                f"{X.shape[1]} terms {list(terms)}): drop a collinear term"
+                f"{D.shape[1]} terms {list(T)}): drop a collinear term"
             )
     return ComponentDesign(
         component=comp,
@@ -375,6 +367,24 @@ def _component_design(comp: Component, data: pd.DataFrame) -> ComponentDesign:
         model_spec=model_spec,
         levels=family.options.get("levels") if hook is not None else None,
     )
+
+
+def _slot_designs(family: Family, X: np.ndarray, terms: tuple[str, ...], extra: Mapping[str, np.ndarray]):
+    """Each slot's design and term names: a linear slot's is ``X`` with the family's own
+    per-row columns appended (``family.options["slot_columns"]``: per slot, ``(term, key of
+    extra)`` pairs; ivregress's endogenous regressors and instruments), an auxiliary
+    slot's a column of ones."""
+    added = tuple(family.options.get("slot_columns", ())) + ((),) * family.n_slots
+    designs, names = [], []
+    ones = np.ones((X.shape[0], 1))  # one array for every auxiliary slot (mvnormal has dozens)
+    for slot, more in zip(family.slots, added):
+        if slot.linear:
+            designs.append(np.column_stack([X, *(extra[key] for _, key in more)]) if more else X)
+            names.append(tuple(terms) + tuple(term for term, _ in more))
+        else:
+            designs.append(ones)
+            names.append((slot.report_name or slot.name,))
+    return designs, names
 
 
 def _class_design(formula: str | None, data: pd.DataFrame) -> ClassDesign:
@@ -533,8 +543,7 @@ def design_for_new_data(design: Design, data: pd.DataFrame, need_response: bool)
             extra = _extra_arrays(comp.component, data, need_response)
             if need_response:
                 check_support(comp.family, y, comp.response, data.index, extra)
-            ones = np.ones((len(y), 1))
-            designs = tuple(X if slot.linear else ones for slot in comp.family.slots)
+            designs = tuple(_slot_designs(comp.family, X, terms, extra)[0])
             built[id(comp)] = ComponentDesign(
                 component=comp.component,
                 family=comp.family,

@@ -12,6 +12,7 @@ from typing import Any, Mapping, Sequence
 
 from bayesfmm.errors import SpecificationError
 from bayesfmm.families.base import Family
+from bayesfmm.families.ivregress import split_iv_formula
 from bayesfmm.families.registry import FamilyOptions, canonical_name, get_family
 
 __all__ = ["Component", "ModelSpec"]
@@ -169,6 +170,8 @@ class Component:
         exposure: str | None = None,
         **options: Any,
     ) -> None:
+        if isinstance(formula, str):  # Stata's "y ~ x + (w ~ z1 + z2)" of ivregress
+            formula, options = split_iv_formula(formula, canonical_name(family), options)
         object.__setattr__(self, "formula", _parse_formula(formula, "component formula", True))
         object.__setattr__(self, "family_name", canonical_name(family))
         if lcprob is not None:

@@ -9,6 +9,7 @@ from bayesfmm.families import (  # noqa: F401  (registration)  # noqa: F401  (re
     exponential,
     gamma,
     gaussian,
+    ivregress,  # noqa: F401  (registration)
     loglogistic,
     lognormal,
     mlogit,
