@@ -14,7 +14,9 @@ per-row derivatives in eta space and the design matrices, as ``X_a' diag(w) X_b`
 with ``r`` the posterior class probabilities (responsibilities) and ``d``, ``h`` the
 family's first and second eta-derivatives. The code assembles the same Hessian as
 ``A - S'S``: ``S`` holds the per-row scores (built in row chunks), and ``A`` the
-complete-data terms, which vanish between components of different classes.
+complete-data terms, which vanish between components of different classes. A family
+with :attr:`~bayesfmm.families.base.Family.weighted_hessian` gives a component's block of
+``A`` as matrix products (:meth:`~bayesfmm.families.base.Family.information`).
 No family appears by name here. The log likelihood itself is the mixture layer,
 :mod:`bayesfmm.mixture` (shared with the PyMC model), evaluated with numpy.
 """
@@ -31,16 +33,8 @@ from bayesfmm.mixture import Eta, MixtureProblem, linear_predictor, row_chunks
 from bayesfmm.ops import NUMPY_OPS
 
 __all__ = [
-    "Eta",
-    "MixtureProblem",
-    "Evaluation",
-    "evaluate",
-    "score_hessian",
-    "row_scores",
-    "unit_scores",
-    "complete_data_score_hessian",
-    "linear_predictor",
-    "loglike",
+    "Eta", "MixtureProblem", "Evaluation", "evaluate", "score_hessian", "row_scores", "unit_scores",
+    "complete_data_score_hessian", "linear_predictor", "loglike",
 ]
 
 
@@ -252,7 +246,7 @@ def _grouped_score_hessian(problem: MixtureProblem, theta: np.ndarray):
     H -= S_units.T @ (wu[:, None] * S_units)
     g = wu @ S_units
     # second derivatives: class-model curvature once per group, component curvature per row
-    H += _expected_curvature(problem, derivs, pi, ev.resp)
+    H += _expected_curvature(problem, derivs, pi, ev.resp, ev.etas)
     return ev, g, H
 
 
@@ -276,7 +270,7 @@ def unit_scores(problem: MixtureProblem, theta: np.ndarray) -> np.ndarray:
     return groups.sum_rows(_score_matrix(problem, grads, slice(0, problem.n)))
 
 
-def _expected_curvature(problem: MixtureProblem, derivs, pi: np.ndarray, resp: np.ndarray) -> np.ndarray:
+def _expected_curvature(problem: MixtureProblem, derivs, pi: np.ndarray, resp: np.ndarray, etas) -> np.ndarray:
     """``sum_i sum_j r_ij (d2 log pi_ij + d2 log f_ij)`` (p x p), weighted like the log
     likelihood: the class-model term by :meth:`MixtureProblem.class_row_factor` (once per
     group), the component terms by the row weights. Nothing else survives in the second
@@ -292,6 +286,8 @@ def _expected_curvature(problem: MixtureProblem, derivs, pi: np.ndarray, resp: n
             if ea.kind == "class" and eb.kind == "class":
                 la, m = ea.class_, eb.class_
                 w = (pi[:, la] * pi[:, m] - (pi[:, la] if la == m else 0.0)) * class_w
+            elif _hooked(problem, ea, eb):
+                continue  # the family's own sum, below
             elif ea.kind == "slot" and eb.kind == "slot" and ea.class_ == eb.class_ and ea.component == eb.component:
                 w = resp[:, ea.class_] * derivs[(ea.class_, ea.component)][1][ea.slot, eb.slot]
                 if row_w is not None:
@@ -299,6 +295,11 @@ def _expected_curvature(problem: MixtureProblem, derivs, pi: np.ndarray, resp: n
             else:
                 continue
             _add_block(H, ea, eb, w * np.ones(n))
+    blocks = {(j, c): comp.family.curvature(comp.y, etas[j][c], comp.slot_designs,
+                                            resp[:, j] if row_w is None else resp[:, j] * row_w, comp.extra)
+              for j, comps in enumerate(problem.design.classes) for c, comp in enumerate(comps)
+              if comp.family.weighted_hessian is not None}
+    _add_component_blocks(H, problem, blocks)
     return H
 
 
@@ -323,7 +324,7 @@ def complete_data_score_hessian(problem: MixtureProblem, theta: np.ndarray, resp
         else:
             wa = resp[:, ea.class_] * derivs[(ea.class_, ea.component)][0][ea.slot] * comp_w
         g[ea.cols] += (wa @ ea.X) if not ea.intercept_only else wa.sum()
-    H = _expected_curvature(problem, derivs, pi, resp)
+    H = _expected_curvature(problem, derivs, pi, resp, ev.etas)
     value = float(q_rows.sum())
     return (value if np.isfinite(value) else -np.inf), g, H
 
@@ -359,6 +360,20 @@ def _constant_class_probs(problem: MixtureProblem) -> bool:
     return all(e.intercept_only for e in problem.etas if e.kind == "class")
 
 
+def _hooked(problem: MixtureProblem, ea: Eta, eb: Eta) -> bool:
+    """Two slots of one component whose family has :attr:`~bayesfmm.families.base.Family.weighted_hessian`."""
+    if ea.class_ != eb.class_ or ea.component != eb.component or "class" in (ea.kind, eb.kind):
+        return False
+    return problem.design.classes[ea.class_][ea.component].family.weighted_hessian is not None
+
+
+def _add_component_blocks(H: np.ndarray, problem: MixtureProblem, blocks: dict) -> None:
+    """Add each hooked component's block (keyed by class and component) to ``H``."""
+    for (j, c), block in blocks.items():
+        cols = np.r_[tuple(e.cols for e in problem.etas if e.kind == "slot" and (e.class_, e.component) == (j, c))]
+        H[np.ix_(cols, cols)] += block
+
+
 def _hessian_plan(problem: MixtureProblem) -> tuple[_PairGroup, ...]:
     """The eta pairs where the complete-data term ``A`` is nonzero and depends on the rows,
     grouped by form. Without class covariates the pairs involving the class model are
@@ -372,7 +387,7 @@ def _hessian_plan(problem: MixtureProblem) -> tuple[_PairGroup, ...]:
     for a, ea in enumerate(etas):
         for b in range(a + 1):
             eb = etas[b]
-            if ea.kind == "slot" and eb.kind == "slot" and ea.class_ != eb.class_:
+            if ea.kind == "slot" and eb.kind == "slot" and (ea.class_ != eb.class_ or _hooked(problem, ea, eb)):
                 continue
             if constant and "class" in (ea.kind, eb.kind):
                 continue
@@ -497,7 +512,8 @@ def _add_class_terms(H: np.ndarray, problem: MixtureProblem, pi: np.ndarray, g: 
 
 
 def _chunk_terms(part: MixtureProblem, theta: np.ndarray):
-    """Mixture terms, family derivatives and per-eta gradients of one chunk."""
+    """Mixture terms, family derivatives, per-row scores ``S`` (rows x p) and per-eta
+    gradients of one chunk (an intercept-only eta's is its column of ``S``, not a copy)."""
     terms = mixture.mixture_terms(part, theta, NUMPY_OPS)
     derivs = {}
     for j, comps in enumerate(part.design.classes):
@@ -507,13 +523,17 @@ def _chunk_terms(part: MixtureProblem, theta: np.ndarray):
     if pi.ndim == 1:
         pi = np.broadcast_to(pi, (part.n, part.k))
     r = terms.posterior
+    S = np.empty((part.n, part.layout.size), order="F")
     grads = []
     for e in part.etas:
+        out = S[:, e.cols.start] if e.intercept_only else None
         if e.kind == "class":
-            grads.append(r[:, e.class_] - pi[:, e.class_])
+            grads.append(np.subtract(r[:, e.class_], pi[:, e.class_], out=out))
         else:
-            grads.append(r[:, e.class_] * derivs[(e.class_, e.component)][0][e.slot])
-    return terms, derivs, pi, grads
+            grads.append(np.multiply(r[:, e.class_], derivs[(e.class_, e.component)][0][e.slot], out=out))
+        if not e.intercept_only:
+            np.multiply(grads[-1][:, None], e.X, out=S[:, e.cols])
+    return terms, derivs, pi, grads, S
 
 
 def chunked_score_hessian(problem: MixtureProblem, theta: np.ndarray):
@@ -529,26 +549,32 @@ def chunked_score_hessian(problem: MixtureProblem, theta: np.ndarray):
     resp = np.empty((n, k), order="F")
     ll = np.empty(n)
     sums: list | None = None
+    blocks: dict = {}
     resp_sums = np.zeros(k)
     log_pi = None
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
         for rows, part in row_chunks(problem, HESSIAN_CHUNK):
-            terms, derivs, pi, grads = _chunk_terms(part, theta)
+            terms, derivs, pi, grads, S = _chunk_terms(part, theta)
             r = terms.posterior
             resp[rows] = r
             ll[rows] = terms.ll_units
             log_pi = terms.log_class_probs
             w = part.design.weights
-            S = _score_matrix(part, grads, slice(0, part.n))
             if w is None:
                 g += S.sum(axis=0)
                 H -= S.T @ S
                 resp_sums += r.sum(axis=0)
             else:
                 g += w @ S
-                S *= np.sqrt(w)[:, None]
-                H -= S.T @ S
+                Sw = S * np.sqrt(w)[:, None]  # S's columns are the gradients: not in place
+                H -= Sw.T @ Sw
                 resp_sums += w @ r
+            for j, comps in enumerate(part.design.classes):
+                for c, comp in enumerate(comps):
+                    if comp.family.weighted_hessian is not None:
+                        rw = r[:, j] if w is None else r[:, j] * w
+                        block = comp.family.information(comp.y, terms.etas[j][c], comp.slot_designs, rw, comp.extra, derivs[(j, c)][0])
+                        blocks[(j, c)] = blocks.get((j, c), 0.0) + block
             W = np.empty((part.n, n_pairs), order="F")
             for group in plan:
                 for q, (a, b) in enumerate(group.pairs):
@@ -561,6 +587,7 @@ def chunked_score_hessian(problem: MixtureProblem, theta: np.ndarray):
         llf = float(ll.sum() if weights is None else weights @ ll)
     if sums is not None:
         _scatter_groups(H, problem, plan, sums)
+    _add_component_blocks(H, problem, blocks)
     if log_pi is not None and log_pi.ndim == 1:
         weight_sum = float(n if weights is None else weights.sum())
         _add_class_terms(H, problem, np.exp(log_pi), g, resp_sums, weight_sum)

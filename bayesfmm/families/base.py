@@ -182,6 +182,14 @@ class Family:
     eta_derivatives
         Optional ``(y, etas, extra) -> (d, h)`` with ``d[s]`` the first derivative in slot
         ``s`` and ``h[s, t]`` the second derivatives, each per row.
+    weighted_hessian
+        Optional ``(y, etas, designs, weights, extra) -> matrix``: the weighted second
+        derivatives summed over the rows in the component's coefficients,
+        ``sum_i w_i J_i' h_i J_i`` (block ``(s, t)`` is ``X_s' diag(w h[s, t]) X_t``;
+        coefficients slot by slot), exactly what ``eta_derivatives``' ``h`` assembles
+        (:meth:`curvature`). A family with many slots gives it in closed form (mvnormal:
+        weighted moments of the residuals, ``O(n d^2)`` instead of ``O(n S^2)`` for ``S``
+        slots); the engine then skips its per-pair assembly.
     mean
         ``mean(etas, ops, extra)`` -> the response mean in this class.
     cdf
@@ -254,6 +262,7 @@ class Family:
     support: str
     start_aux: Callable[[Array, Array], list[float]]
     eta_derivatives: Derivatives | None = None
+    weighted_hessian: Callable[..., Array] | None = None
     weighted_fit: Callable[..., list[Array]] | None = None
     start_linear: Callable[..., list[Array]] | None = None
     sample: Callable[[Sequence[Array], np.random.Generator, Extra], Array] | None = None
@@ -282,6 +291,59 @@ class Family:
         if self.eta_derivatives is not None:
             return self.eta_derivatives(y, etas, extra)
         return finite_difference_derivatives(self, y, etas, extra)
+
+    def curvature(
+        self, y: Array, etas: Sequence[Array], designs: Sequence[Array], weights: Array, extra: Extra,
+        h: Any = None,
+    ) -> Array:
+        """``sum_i w_i J_i' h_i J_i``: the weighted second derivatives in the coefficients
+        (slot by slot), from :attr:`weighted_hessian` when the family has it, else assembled
+        pair by pair from the second eta-derivatives ``h`` (computed when not given).
+
+        Examples
+        --------
+        >>> import numpy as np, bayesfmm as bf
+        >>> fam = bf.get_family("gaussian")
+        >>> y, X = np.array([0.5, 1.5, 3.0]), np.c_[np.ones(3), [0.0, 1.0, 2.0]]
+        >>> H = fam.curvature(y, [X @ [1.0, 1.0], 0.0], [X, np.ones((3, 1))], np.ones(3), {})
+        >>> np.allclose(H[:2, :2], -X.T @ X)  # -X'X / sigma^2 with sigma^2 = 1
+        True
+        """
+        if self.weighted_hessian is not None:
+            return self.weighted_hessian(y, etas, designs, weights, extra)
+        if h is None:
+            h = self.derivatives(y, etas, extra)[1]
+        edges = np.cumsum([0] + [X.shape[1] for X in designs])
+        H = np.zeros((edges[-1], edges[-1]))
+        for a, Xa in enumerate(designs):
+            for b in range(a + 1):
+                block = Xa.T @ ((weights * h[a, b])[:, None] * designs[b])
+                H[edges[a] : edges[a + 1], edges[b] : edges[b + 1]] = block
+                H[edges[b] : edges[b + 1], edges[a] : edges[a + 1]] = block.T
+        return H
+
+    def information(
+        self, y: Array, etas: Sequence[Array], designs: Sequence[Array], weights: Array, extra: Extra, d: Array
+    ) -> Array:
+        """``sum_i w_i (J_i' h_i J_i + D_i D_i')`` with ``D_i`` the row's score in the
+        coefficients (``d[s]`` times the row of ``X_s``, slot by slot): a mixture component's
+        complete-data block of the Hessian, given the first eta-derivatives ``d`` (one
+        symmetric matrix product plus :meth:`curvature`).
+
+        Examples
+        --------
+        >>> import numpy as np, bayesfmm as bf
+        >>> fam, y, ones = bf.get_family("gaussian"), np.array([-1.0, 1.0]), np.ones((2, 1))
+        >>> d = fam.derivatives(y, [0.0, 0.0], {})[0]
+        >>> fam.information(y, [0.0, 0.0], [ones, ones], np.ones(2), {}, d).round(6).tolist()
+        [[0.0, 0.0], [0.0, -1.0]]
+        """
+        root = np.sqrt(weights)
+        edges = np.cumsum([0] + [X.shape[1] for X in designs])
+        D = np.empty((root.shape[0], edges[-1]), order="F")
+        for s, X in enumerate(designs):
+            np.multiply((np.asarray(d[s]) * root)[:, None], X, out=D[:, edges[s] : edges[s + 1]])
+        return D.T @ D + self.curvature(y, etas, designs, weights, extra)
 
     def logpdf_numpy(self, y: Array, etas: Sequence[Array], extra: Extra) -> Array:
         return self.logpdf(y, etas, NUMPY_OPS, extra)

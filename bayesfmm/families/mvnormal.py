@@ -174,6 +174,15 @@ def _ones(t):
     return np.ones_like(np.asarray(t, dtype=float))
 
 
+def _same_array(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two arrays are views of the same memory with the same layout (the one design
+    of every mean equation, sliced to a chunk of rows per slot)."""
+    return a is b or (
+        a.shape == b.shape and a.strides == b.strides
+        and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+    )
+
+
 def _weighted_moments(y, designs, offsets, weights):
     """Weighted least squares of every response on the shared design, and the weighted
     residual covariance (the multivariate regression's ML, identical regressors)."""
@@ -265,9 +274,11 @@ class _Density:
 
     def residuals(self, y: np.ndarray, etas: Sequence[Any]) -> np.ndarray:
         y = np.asarray(y, dtype=float)
+        means = [np.asarray(m, dtype=float) for m in etas[: self.d]]
+        if all(m.ndim == 0 for m in means):  # intercept-only means: one row, broadcast
+            return y - np.array(means)[None, :]
         n = y.shape[0]
-        M = np.column_stack([np.asarray(m, dtype=float) * np.ones(n) for m in etas[: self.d]])
-        return y - M
+        return y - np.column_stack([m * np.ones(n) for m in means])
 
     def derivatives(self, y: np.ndarray, etas: Sequence[Any], extra: Any = None):
         """Exact first and second derivatives in (means, covariance parameters); the second
@@ -282,11 +293,58 @@ class _Density:
         D[:d] = (z @ U).T
         if self.covariance == "spherical":
             D[d] = d - U[0, 0] ** 2 * np.einsum("ij,ij->i", e, e)
-        else:
-            for s, (i, j) in enumerate(self.pairs):
-                D[d + s] = 1.0 - z[:, i] * e[:, i] * U[i, i] if i == j else -z[:, i] * e[:, j]
+        else:  # -z_i e_j for every pair, then 1 - U_ii z_i e_i on the diagonal
+            rows, cols = (np.array(v) for v in zip(*self.pairs))
+            zt, et = np.ascontiguousarray(z.T), np.ascontiguousarray(e.T)
+            np.multiply(-zt[rows], et[cols], out=D[d:])
+            diag = np.flatnonzero(rows == cols)
+            D[d + diag] = 1.0 + U[rows[diag], rows[diag]][:, None] * D[d + diag]
         return D, RowHessian(self, e, z, U)
 
+    def weighted_hessian(self, y, etas, designs, weights, extra=None) -> np.ndarray:
+        """``sum_i w_i J_i' h_i J_i`` (the family's ``weighted_hessian``) from the weighted
+        moments ``X_a'WX_b``, ``X_a'We`` and ``C = e'We``: every entry of
+        :class:`RowHessian` is a constant, linear or quadratic in ``e``, so its sum over the
+        rows is one of these moments times entries of ``U`` (``O(n d^2)`` for intercept-only
+        means, not ``O(n S^2)``). The covariance slots are intercept-only (a scalar each)."""
+        d, pairs = self.d, self.pairs
+        e = self.residuals(y, etas)
+        U = precision_factor(etas[d:], d, self.covariance)
+        w = np.asarray(weights, dtype=float) * np.ones(e.shape[0])
+        X = designs[:d]
+        shared = all(_same_array(Xa, X[0]) for Xa in X)  # one design for every mean (clustering)
+        edges = np.cumsum([0] + [Xa.shape[1] for Xa in X])
+        m = edges[-1]
+        we = e * w[:, None]
+        V = np.concatenate([X[0].T @ we] * d if shared else [Xa.T @ we for Xa in X])  # m x d: X_a'We
+        C = e.T @ we
+        P = -(U.T @ U)
+        H = np.zeros((m + len(pairs),) * 2)
+        if shared:
+            H[:m, :m] = np.kron(P, X[0].T @ (w[:, None] * X[0]))
+        else:
+            for a in range(d):
+                for b in range(d):
+                    H[edges[a] : edges[a + 1], edges[b] : edges[b + 1]] = P[a, b] * (X[a].T @ (w[:, None] * X[b]))
+        slot_of = np.repeat(np.arange(d), np.diff(edges))
+        if self.covariance == "spherical":
+            u2 = U[0, 0] ** 2
+            H[:m, m] = 2.0 * u2 * V[np.arange(m), slot_of]
+            H[m, m] = -2.0 * u2 * np.trace(C)
+        else:
+            UC = U @ C
+            factor = np.array([U[i, i] if i == j else 1.0 for i, j in pairs])
+            for s, (i, j) in enumerate(pairs):
+                column = factor[s] * (U[i, slot_of] * V[:, j])
+                column[edges[j] : edges[j + 1]] += factor[s] * (V[edges[j] : edges[j + 1]] @ U.T)[:, i]  # X_j'Wz_i
+                H[:m, m + s] = column
+                for t, (i2, j2) in enumerate(pairs[: s + 1]):
+                    if i2 == i:
+                        H[m + s, m + t] = -factor[s] * factor[t] * C[j, j2]
+                if i == j:
+                    H[m + s, m + s] -= U[i, i] * UC[i, i]
+        H[m:, :m] = H[:m, m:].T
+        return np.tril(H) + np.tril(H, -1).T  # exactly symmetric, as the pairwise assembly
 
     def weighted_fit(self, y, designs, offsets, weights, extra=None) -> list[np.ndarray]:
         B, sigma = _weighted_moments(np.asarray(y, dtype=float), designs, offsets, weights)
@@ -340,6 +398,7 @@ def mvnormal_family(names: tuple[str, ...], covariance: str = "full") -> Family:
         slots=_slots(names, covariance),
         logpdf=density.logpdf,
         eta_derivatives=density.derivatives,
+        weighted_hessian=density.weighted_hessian,
         mean=density.mean,
         cdf=_no_cdf,
         in_support=_in_support,

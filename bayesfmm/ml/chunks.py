@@ -103,16 +103,12 @@ def _score_hessian(chunks, weights: np.ndarray, coefs: Sequence[np.ndarray], edg
     H = np.zeros((p, p))
     for rows, part in chunks:
         w = weights[rows]
-        d, h = part.family.derivatives(part.y, _etas(part, coefs), part.extra)
+        etas = _etas(part, coefs)
+        d, h = part.family.derivatives(part.y, etas, part.extra)
         designs = part.slot_designs
         for a, Xa in enumerate(designs):
-            ga = slice(edges[a], edges[a + 1])
-            g[ga] += Xa.T @ (w * d[a])
-            for b in range(a + 1):
-                block = Xa.T @ ((w * h[a, b])[:, None] * designs[b])
-                H[ga, edges[b] : edges[b + 1]] += block
-                if a != b:
-                    H[edges[b] : edges[b + 1], ga] += block.T
+            g[edges[a] : edges[a + 1]] += Xa.T @ (w * d[a])
+        H += part.family.curvature(part.y, etas, designs, w, part.extra, h)
     return g, H
 
 

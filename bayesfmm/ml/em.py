@@ -46,7 +46,8 @@ class EMResult:
 
 
 def _slot_offsets(comp: ComponentDesign) -> list[np.ndarray]:
-    return [comp.offset if slot.linear else np.zeros_like(comp.offset) for slot in comp.family.slots]
+    zeros = np.zeros_like(comp.offset)  # one array for every auxiliary slot (mvnormal has dozens)
+    return [comp.offset if slot.linear else zeros for slot in comp.family.slots]
 
 
 def weighted_component_fit(

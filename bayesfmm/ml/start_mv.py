@@ -27,22 +27,49 @@ def _seed_centres(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray
     return np.array(centres)
 
 
-def _lloyd(x: np.ndarray, centres: np.ndarray, iterations: int) -> tuple[np.ndarray, float]:
-    k = centres.shape[0]
+def _nearest(dist: np.ndarray) -> np.ndarray:
+    """``argmin`` over the last axis (the first of equal minima, as ``np.argmin``), by
+    comparing whole columns: much faster than ``argmin`` along an axis of a few entries."""
+    best = dist[..., 0].copy()
+    labels = np.zeros(best.shape, dtype=int)
+    for j in range(1, dist.shape[-1]):
+        closer = dist[..., j] < best
+        labels[closer] = j
+        np.copyto(best, dist[..., j], where=closer)
+    return labels
+
+
+def _lloyd(x: np.ndarray, seeds: list[np.ndarray], iterations: int) -> list[tuple[np.ndarray, float]]:
+    """Lloyd iterations from every seeding at once, each run stopping when its labels repeat:
+    one product ``x C'`` with the centres of all running seedings per iteration, and the
+    centres as per-cluster sums by ``bincount`` (rows in order, as ``x[members].mean``), so
+    each run computes exactly what it would alone."""
+    runs, (k, d) = len(seeds), seeds[0].shape
+    n = x.shape[0]
+    centres = np.array(seeds, dtype=float)  # runs x k x d
     sq = np.sum(x * x, axis=1)
-    labels = np.zeros(x.shape[0], dtype=int)
-    for _ in range(iterations):
-        dist = sq[:, None] - 2.0 * x @ centres.T + np.sum(centres * centres, axis=1)[None, :]
-        new = np.argmin(dist, axis=1)
-        if _ > 0 and np.array_equal(new, labels):
+    xt = np.ascontiguousarray(x.T)
+    labels = np.zeros((runs, n), dtype=int)
+    active = np.arange(runs)
+    for it in range(iterations):
+        C = centres[active]
+        dist = x @ C.reshape(-1, d).T  # sq - 2 x c' + c'c, in place
+        dist *= 2.0
+        np.subtract(sq[:, None], dist, out=dist)
+        dist += np.sum(C * C, axis=2).reshape(1, -1)
+        new = _nearest(dist.reshape(n, active.size, k)).T  # active x n
+        moved = np.ones(active.size, dtype=bool) if it == 0 else np.any(new != labels[active], axis=1)
+        active, new = active[moved], new[moved]
+        if active.size == 0:
             break
-        labels = new
-        for j in range(k):
-            members = labels == j
-            if members.any():
-                centres[j] = x[members].mean(axis=0)
-    inertia = float(np.sum((x - centres[labels]) ** 2))
-    return labels, inertia
+        labels[active] = new
+        counts = np.array([np.bincount(row, minlength=k) for row in new])
+        sums = np.array([[np.bincount(row, weights=col, minlength=k) for col in xt] for row in new]).transpose(0, 2, 1)
+        filled = counts > 0  # an empty cluster keeps its centre
+        update = centres[active]
+        update[filled] = sums[filled] / counts[filled][:, None]
+        centres[active] = update
+    return [(labels[r], float(np.sum((x - centres[r][labels[r]]) ** 2))) for r in range(runs)]
 
 
 def kmeans_labels(x: np.ndarray, k: int, n_init: int = 10, iterations: int = 100, seed: int = 0) -> np.ndarray:
@@ -57,8 +84,8 @@ def kmeans_labels(x: np.ndarray, k: int, n_init: int = 10, iterations: int = 100
     x = np.asarray(x, dtype=float)
     rng = np.random.default_rng(seed)
     best, best_inertia = None, np.inf
-    for _ in range(n_init):
-        labels, inertia = _lloyd(x, _seed_centres(x, k, rng), iterations)
+    seeds = [_seed_centres(x, k, rng) for _ in range(n_init)]
+    for labels, inertia in _lloyd(x, seeds, iterations):
         if inertia < best_inertia and np.bincount(labels, minlength=k).min() > 0:
             best, best_inertia = labels, inertia
     if best is None:  # every seeding left a cluster empty (fewer distinct rows than k)
