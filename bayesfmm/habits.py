@@ -26,6 +26,7 @@ from bayesfmm.likelihood import evaluate
 from bayesfmm.names import _read_name, _resolve
 from bayesfmm.ops import Lazy
 from bayesfmm.postestimation import numerical_jacobian
+from bayesfmm.simulate import component_columns
 
 minimize = Lazy("scipy.optimize", "minimize")  # scipy submodules load on first use
 expit, logit, ndtr, ndtri = (Lazy("scipy.special", f) for f in ("expit", "logit", "ndtr", "ndtri"))
@@ -81,27 +82,36 @@ def _equation(res: Any, equation: str | None) -> str:
     return equation
 
 
-def fittedvalues(res: Any, equation: str | None = None) -> pd.Series:
+def fittedvalues(res: Any, equation: str | None = None) -> pd.Series | pd.DataFrame:
     """The fitted marginal mean of the response, ``sum_j pi_ij mu_ij`` per row
-    (statsmodels ``fittedvalues``; Stata ``predict, mu marginal``)."""
+    (statsmodels ``fittedvalues``; Stata ``predict, mu marginal``); a DataFrame with a
+    column per response for a response of several columns (``mvnormal``)."""
     equation = _equation(res, equation)
     fitted = res.predict(kind="mu", marginal=True, equation=equation)
+    if isinstance(fitted, pd.DataFrame):
+        return fitted
     return fitted.rename("fittedvalues")
 
 
-def observed(res: Any, equation: str | None = None) -> pd.Series:
-    """The response as the fit used it (rows kept after dropping missing values)."""
+def observed(res: Any, equation: str | None = None) -> pd.Series | pd.DataFrame:
+    """The response as the fit used it (rows kept after dropping missing values); a
+    DataFrame for a response of several columns (``mvnormal``)."""
     equation = _equation(res, equation)
     for comps in res.design.classes:
         for comp in comps:
             if comp.response == equation:
-                return pd.Series(np.asarray(comp.y, dtype=float), index=res.design.index, name=equation)
+                y = np.asarray(comp.y, dtype=float)
+                if y.ndim == 2:
+                    return pd.DataFrame(y, index=res.design.index, columns=list(component_columns(comp)))
+                return pd.Series(y, index=res.design.index, name=equation)
     raise SpecificationError(f"no component models {equation!r}")  # pragma: no cover
 
 
-def resid(res: Any, equation: str | None = None) -> pd.Series:
-    """Response residuals ``y - fittedvalues`` (statsmodels ``resid``)."""
-    return (observed(res, equation) - fittedvalues(res, equation)).rename("resid")
+def resid(res: Any, equation: str | None = None) -> pd.Series | pd.DataFrame:
+    """Response residuals ``y - fittedvalues`` (statsmodels ``resid``); a DataFrame for a
+    response of several columns (``mvnormal``)."""
+    difference = observed(res, equation) - fittedvalues(res, equation)
+    return difference if isinstance(difference, pd.DataFrame) else difference.rename("resid")
 
 
 def _null_keys(res: Any) -> list[tuple[int, int, str]] | None:

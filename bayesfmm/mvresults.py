@@ -22,7 +22,7 @@ from bayesfmm.ops import NUMPY_OPS
 from bayesfmm.postestimation import _problem_for, delta_method
 from bayesfmm.survey import critical_value, design_df
 
-__all__ = ["covariance_table", "covariance_matrices", "class_means", "classify"]
+__all__ = ["covariance_table", "component_covariance_tables", "covariance_matrices", "class_means", "classify", "has_mvnormal"]
 
 
 def _mv_components(problem) -> Iterator[tuple[int, int, Any]]:
@@ -87,6 +87,53 @@ def _entries(names: list[str], sigma: np.ndarray) -> tuple[list[str], list[str],
     return labels, kinds, np.array(values)
 
 
+def _entry_intervals(kinds: list[str], value: np.ndarray, se: np.ndarray, z: float) -> tuple[np.ndarray, np.ndarray]:
+    """Confidence limits: normal for covariances, log scale for variances, Fisher's
+    ``atanh`` scale for correlations (so both stay in range)."""
+    kinds_arr = np.array(kinds)
+    lower, upper = value - z * se, value + z * se
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = kinds_arr == "var"
+        lower[var] = value[var] * np.exp(-z * se[var] / value[var])
+        upper[var] = value[var] * np.exp(z * se[var] / value[var])
+        cor = kinds_arr == "corr"
+        fz, fse = np.arctanh(value[cor]), se[cor] / (1 - value[cor] ** 2)
+        lower[cor], upper[cor] = np.tanh(fz - z * fse), np.tanh(fz + z * fse)
+    return lower, upper
+
+
+def component_covariance_tables(res, alpha: float = 0.05) -> dict[tuple[int, str], pd.DataFrame]:
+    """:func:`covariance_table` split by component: ``(class, response) -> frame`` indexed
+    by ``parameter`` (what ``res.summary()`` prints below each ``mvnormal`` component).
+
+    The standard errors are the delta method's, ``sqrt(J V J')`` with ``V = res.cov_theta``
+    and ``J`` the central-difference Jacobian of the entries in ``theta``; correlations
+    ``Sigma_ab / sqrt(Sigma_aa Sigma_bb)`` included.
+
+    Examples
+    --------
+    >>> import bayesfmm as bf
+    >>> res = bf.FMM("eruptions + waiting ~ 1", family="mvnormal", k=1).fit(bf.datasets.load("faithful"))
+    >>> list(component_covariance_tables(res)[(1, "eruptions + waiting")].index)
+    ['var(eruptions)', 'cov(eruptions,waiting)', 'var(waiting)', 'corr(eruptions,waiting)']
+    """
+    problem = res.problem
+    z = critical_value(alpha, design_df(res))
+    out = {}
+    for j, c, comp in _mv_components(problem):
+        names = list(comp.family.options["responses"])
+        labels, kinds, _ = _entries(names, _sigma(problem, res.theta, j, c, comp))
+
+        def values(theta, j=j, c=c, comp=comp, names=names):
+            return _entries(names, _sigma(problem, theta, j, c, comp))[2]
+
+        value, se = delta_method(values, res.theta, res.cov_theta)
+        lower, upper = _entry_intervals(kinds, value, se, z)
+        index = pd.Index(labels, name="parameter")
+        out[(j + 1, comp.response)] = pd.DataFrame({"coef": value, "std_err": se, "lower": lower, "upper": upper}, index=index)
+    return out
+
+
 def covariance_table(res, alpha: float = 0.05) -> pd.DataFrame:
     """Variances, covariances and correlations of each class with delta-method standard
     errors and confidence intervals, indexed by (``class``, ``parameter``).
@@ -99,29 +146,15 @@ def covariance_table(res, alpha: float = 0.05) -> pd.DataFrame:
     >>> covariance_table(res).loc[(1, "corr(eruptions,waiting)"), "coef"].round(4)
     np.float64(0.9008)
     """
-    problem = res.problem
-    z = critical_value(alpha, design_df(res))
-    frames = []
-    for j, c, comp in _mv_components(problem):
-        names = list(comp.family.options["responses"])
-        labels, kinds, _ = _entries(names, _sigma(problem, res.theta, j, c, comp))
+    tables = component_covariance_tables(res, alpha)
+    return pd.concat([table for table in tables.values()], keys=[cls for cls, _ in tables], names=["class", "parameter"])
 
-        def values(theta, j=j, c=c, comp=comp, names=names):
-            return _entries(names, _sigma(problem, theta, j, c, comp))[2]
 
-        value, se = delta_method(values, res.theta, res.cov_theta)
-        kinds_arr = np.array(kinds)
-        lower, upper = value - z * se, value + z * se
-        with np.errstate(divide="ignore", invalid="ignore"):
-            var = kinds_arr == "var"
-            lower[var] = value[var] * np.exp(-z * se[var] / value[var])
-            upper[var] = value[var] * np.exp(z * se[var] / value[var])
-            cor = kinds_arr == "corr"
-            fz, fse = np.arctanh(value[cor]), se[cor] / (1 - value[cor] ** 2)
-            lower[cor], upper[cor] = np.tanh(fz - z * fse), np.tanh(fz + z * fse)
-        index = pd.MultiIndex.from_tuples([(j + 1, lab) for lab in labels], names=["class", "parameter"])
-        frames.append(pd.DataFrame({"coef": value, "std_err": se, "lower": lower, "upper": upper}, index=index))
-    return pd.concat(frames)
+def has_mvnormal(problem) -> bool:
+    """Whether the model has an ``mvnormal`` component."""
+    return any(
+        comp.family.name == "mvnormal" and "responses" in comp.family.options for comps in problem.design.classes for comp in comps
+    )
 
 
 def class_means(res, data: pd.DataFrame | None = None) -> pd.DataFrame:

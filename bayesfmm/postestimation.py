@@ -17,6 +17,7 @@ from bayesfmm.errors import SpecificationError
 from bayesfmm.families.base import ExtraColumn
 from bayesfmm.likelihood import MixtureProblem, class_log_probs, component_etas, evaluate
 from bayesfmm.ops import NUMPY_OPS, Lazy
+from bayesfmm.simulate import component_columns
 from bayesfmm.survey import critical_value, design_df
 
 expit, logit = Lazy("scipy.special", "expit"), Lazy("scipy.special", "logit")  # loaded on first use
@@ -74,14 +75,18 @@ def lcprob(res, alpha: float = 0.05) -> pd.DataFrame:
 
 
 def _class_means(problem: MixtureProblem, theta: np.ndarray) -> dict[str, np.ndarray]:
-    """Mean of each response in each class, averaged over rows (NaN where absent)."""
+    """Mean of each response in each class, averaged over rows (NaN where absent); a
+    response of several columns (``mvnormal``) gives one entry per column."""
     etas = component_etas(problem, theta)
     out: dict[str, np.ndarray] = {}
     for j, comps in enumerate(problem.design.classes):
         for c, comp in enumerate(comps):
-            mu = comp.family.mean(etas[j][c], NUMPY_OPS, comp.extra)
-            values = out.setdefault(comp.response, np.full(problem.k, np.nan))
-            values[j] = float(np.mean(np.asarray(mu) * np.ones(problem.n)))
+            mu = np.asarray(comp.family.mean(etas[j][c], NUMPY_OPS, comp.extra), dtype=float)
+            columns = component_columns(comp)
+            mu = mu if mu.ndim == 2 else np.atleast_1d(mu)[:, None]
+            for i, name in enumerate(columns):
+                values = out.setdefault(name, np.full(problem.k, np.nan))
+                values[j] = float(np.mean(mu[:, i] * np.ones(problem.n)))
     return out
 
 
@@ -138,11 +143,15 @@ def predict(
         Which response (default: the first; for ``"survival"`` the first survival-time
         response). In a mixture cure model the cured class (a ``pointmass`` at 0 on the
         failure indicator) has survival 1; new data for ``"survival"`` need no failure
-        column.
+        column. For a response of several columns (``"y1 + y2 ~ x"``, family
+        ``mvnormal``) also one of its columns (``"y2"``): ``mu`` and ``eta`` of that column.
 
     Returns
     -------
-    DataFrame with one column per class (named 1..k), or a Series when ``marginal``.
+    DataFrame with one column per class (named 1..k), or a Series when ``marginal``. For
+    ``mu`` and ``eta`` of a response of ``d`` columns (``mvnormal``): columns (``class``,
+    ``response``), ``k x d`` of them, or with ``marginal`` the ``d`` columns of the mixture
+    mean ``sum_j pi_ij mu_ij``; ``density`` is then the joint density of the ``d`` columns.
 
     Examples
     --------
@@ -151,6 +160,9 @@ def predict(
     >>> res = bf.FMM("thickness ~ 1", k=3).fit(stamp)
     >>> res.predict(kind="classposteriorpr").shape
     (485, 3)
+    >>> mv = bf.FMM("eruptions + waiting ~ 1", family="mvnormal", k=2).fit(bf.datasets.load("faithful"))
+    >>> mv.predict(kind="mu", marginal=True).columns.tolist()
+    ['eruptions', 'waiting']
     """
     if kind not in PREDICT_KINDS:
         raise SpecificationError(f"predict kind={kind!r} unknown; choose from {', '.join(PREDICT_KINDS)}")
@@ -161,8 +173,7 @@ def predict(
         equation = _survival_equation(res, equation)
         data = _with_failure_placeholders(res, data)
     equation = responses[0] if equation is None else equation
-    if equation not in responses:
-        raise SpecificationError(f"equation {equation!r} is not a response of the model; responses: {responses}")
+    parent, names, position = _split_equation(res, equation, kind)
     need_y = kind in ("density", "distribution", "survival", "classposteriorpr")
     problem = _problem_for(res, data, need_y)
     theta = res.theta
@@ -171,6 +182,8 @@ def predict(
     if kind in ("classpr", "classposteriorpr"):
         values = np.exp(class_log_probs(problem, theta)) if kind == "classpr" else evaluate(problem, theta).resp
         return pd.DataFrame(np.asarray(values), index=index, columns=columns)
+    if len(names) > 1 and kind in ("mu", "eta"):
+        return _predict_columns(problem, theta, kind, marginal, parent, names, position)
     etas = component_etas(problem, theta)
     out = np.full((problem.n, problem.k), np.nan)
     for j, comps in enumerate(problem.design.classes):
@@ -199,6 +212,67 @@ def predict(
         mixed = np.nansum(weights * np.nan_to_num(out), axis=1) / weights.sum(axis=1)
         return pd.Series(mixed, index=index, name=f"{kind}({equation})")
     return pd.DataFrame(out, index=index, columns=columns)
+
+
+# -- responses of several columns (mvnormal) ----------------------------------------------
+def _response_columns(res) -> dict[str, tuple[str, ...]]:
+    """Each response of the model -> its data columns (itself, or ``mvnormal``'s names)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for comps in res.design.classes:
+        for comp in comps:
+            out.setdefault(comp.response, component_columns(comp))
+    return out
+
+
+def _split_equation(res, equation: str, kind: str) -> tuple[str, tuple[str, ...], int | None]:
+    """``(response, its columns, the column's position)`` of ``equation``: a response of the
+    model (position None) or one column of a response of several columns."""
+    columns = _response_columns(res)
+    if equation in res.spec.responses:
+        return equation, columns.get(equation, (equation,)), None
+    for response, names in columns.items():
+        if len(names) > 1 and equation in names:
+            if kind in ("density", "distribution", "survival"):
+                raise SpecificationError(
+                    f"predict kind={kind!r}: the density of response {response!r} is joint over its "
+                    f"columns {list(names)}; use equation={response!r}, not one column ({equation!r})"
+                )
+            return response, names, names.index(equation)
+    known = list(res.spec.responses) + [n for names in columns.values() if len(names) > 1 for n in names]
+    raise SpecificationError(f"equation {equation!r} is not a response of the model; responses: {known}")
+
+
+def _predict_columns(problem: MixtureProblem, theta: np.ndarray, kind: str, marginal: bool, response: str,
+                     names: tuple[str, ...], position: int | None):
+    """``mu``/``eta`` of a response of ``d`` columns: (class, response) columns, the mixture
+    mean's ``d`` columns when ``marginal``, or one column's ``n x k`` (Series) when
+    ``position`` picks it."""
+    n, k, d = problem.n, problem.k, len(names)
+    etas = component_etas(problem, theta)
+    out = np.full((n, k, d), np.nan)
+    for j, comps in enumerate(problem.design.classes):
+        for c, comp in enumerate(comps):
+            if comp.response != response:
+                continue
+            e = etas[j][c]
+            if kind == "mu":
+                value = np.asarray(comp.family.mean(e, NUMPY_OPS, comp.extra), dtype=float)
+            else:  # the linear predictors of the d mean equations
+                value = np.column_stack([np.asarray(e[i], dtype=float) * np.ones(n) for i in range(d)])
+            out[:, j, :] = value * np.ones((n, d))
+    index = problem.design.index
+    if marginal:
+        pi = np.exp(class_log_probs(problem, theta))
+        present = ~np.isnan(out[:, :, 0])
+        weights = np.where(present, pi, 0.0)
+        mixed = np.einsum("nk,nkd->nd", weights, np.nan_to_num(out)) / weights.sum(axis=1)[:, None]
+        if position is not None:
+            return pd.Series(mixed[:, position], index=index, name=f"{kind}({names[position]})")
+        return pd.DataFrame(mixed, index=index, columns=pd.Index(list(names), name="response"))
+    if position is not None:
+        return pd.DataFrame(out[:, :, position], index=index, columns=pd.Index(range(1, k + 1), name="class"))
+    columns = pd.MultiIndex.from_tuples([(j + 1, name) for j in range(k) for name in names], names=["class", "response"])
+    return pd.DataFrame(out.reshape(n, k * d), index=index, columns=columns)
 
 
 # -- survival (predict(kind="survival")) ---------------------------------------------------

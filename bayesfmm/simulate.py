@@ -28,7 +28,14 @@ from bayesfmm.errors import DataError, SpecificationError
 from bayesfmm.likelihood import MixtureProblem, class_log_probs, component_etas
 from bayesfmm.ops import NUMPY_OPS
 
-__all__ = ["simulate", "simulate_responses", "draw_responses", "draw_classes", "inverse_cdf_draw"]
+__all__ = [
+    "simulate",
+    "simulate_responses",
+    "draw_responses",
+    "draw_classes",
+    "inverse_cdf_draw",
+    "response_columns",
+]
 
 MAX_BRACKET_STEPS = 80
 MAX_BISECTIONS = 200
@@ -118,8 +125,51 @@ def inverse_cdf_draw(
     return 0.5 * (lo + hi)
 
 
+def component_columns(comp) -> tuple[str, ...]:
+    """The data columns of a component's response: its name, or for a response of several
+    columns (``"y1 + y2 ~ 1"``, family ``mvnormal``) the family's response names (else
+    ``response[i]``)."""
+    y = np.asarray(comp.y)
+    if y.ndim < 2:
+        return (comp.response,)
+    names = tuple(comp.family.options.get("responses", ())) if hasattr(comp.family, "options") else ()
+    return names if len(names) == y.shape[1] else tuple(f"{comp.response}[{i}]" for i in range(y.shape[1]))
+
+
+def response_columns(problem: MixtureProblem) -> tuple[str, ...]:
+    """The columns of a simulated data set, in ``spec.responses`` order: one per response,
+    ``d`` for a response of ``d`` columns (``mvnormal``: the response names).
+
+    Examples
+    --------
+    >>> import bayesfmm as bf
+    >>> from bayesfmm.design import build_design
+    >>> from bayesfmm.params import build_layout
+    >>> design = build_design(bf.FMM("eruptions + waiting ~ 1", family="mvnormal", k=2), bf.datasets.load("faithful"))
+    >>> response_columns(MixtureProblem.build(design, build_layout(design)))
+    ('eruptions', 'waiting')
+    """
+    found: dict[str, tuple[str, ...]] = {}
+    for comps in problem.design.classes:
+        for comp in comps:
+            found.setdefault(comp.response, component_columns(comp))
+    return tuple(col for name in problem.design.spec.responses for col in found.get(name, (name,)))
+
+
+def _column_slices(problem: MixtureProblem) -> dict[str, slice]:
+    """Response name -> its columns in :func:`response_columns`."""
+    out, start = {}, 0
+    found = {comp.response: len(component_columns(comp)) for comps in problem.design.classes for comp in comps}
+    for name in problem.design.spec.responses:
+        width = found.get(name, 1)
+        out[name] = slice(start, start + width)
+        start += width
+    return out
+
+
 def _component_draws(comp, etas: list, rows: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """One draw of ``comp``'s response for each of ``rows`` (its ``sample``, or its CDF inverted)."""
+    """One draw of ``comp``'s response for each of ``rows`` (its ``sample``, or its CDF
+    inverted): ``rows.size`` values, or ``rows.size x d`` for a response of ``d`` columns."""
     row_etas = [np.broadcast_to(np.asarray(e, dtype=float), (n,))[rows] for e in etas]
     row_extra = {key: _rows_of(value, rows, n) for key, value in comp.extra.items()}
     family = comp.family
@@ -129,7 +179,10 @@ def _component_draws(comp, etas: list, rows: np.ndarray, n: int, rng: np.random.
         u = np.clip(rng.random(rows.size), 1e-300, 1.0)
         discrete = _is_discrete(family, comp.y, comp.extra)
         values = inverse_cdf_draw(family, row_etas, row_extra, u, comp.y, discrete)
-    return np.broadcast_to(np.asarray(values, dtype=float), (rows.size,))
+    values = np.asarray(values, dtype=float)
+    if values.ndim == 2:  # several responses (mvnormal): one row of d draws per unit
+        return np.broadcast_to(values, (rows.size, values.shape[1]))
+    return np.broadcast_to(values, (rows.size,))
 
 
 def _check_one_component_per_response(problem: MixtureProblem) -> None:
@@ -187,14 +240,15 @@ def simulate_responses(
     else:  # group=: one class per group, shared by its rows
         classes = draw_classes(prob[groups.first], rng)[groups.codes]
     etas = component_etas(problem, theta)
-    responses = problem.design.spec.responses
-    out = np.full((n, len(responses)), np.nan)
+    where = _column_slices(problem)
+    out = np.full((n, where[problem.design.spec.responses[-1]].stop), np.nan)
     for j, comps in enumerate(problem.design.classes):
         rows = np.flatnonzero(classes == j)
         if rows.size == 0:
             continue
         for c, comp in enumerate(comps):
-            out[rows, responses.index(comp.response)] = _component_draws(comp, etas[j][c], rows, n, rng)
+            draws = _component_draws(comp, etas[j][c], rows, n, rng)
+            out[rows, where[comp.response]] = draws if draws.ndim == 2 else draws[:, None]
     return out, classes
 
 
@@ -233,9 +287,10 @@ def _check_simulable(problem: MixtureProblem, data: pd.DataFrame | None) -> None
                     f"family {comp.family.name!r} cannot simulate: it has no sample() function; "
                     "give its Family a sample=(etas, rng, extra) -> draws to simulate or bootstrap it"
                 )
-            if data is not None and comp.response not in data.columns:
+            absent = [col for col in component_columns(comp) if data is not None and col not in data.columns]
+            if absent:
                 raise SpecificationError(
-                    f"simulate writes the draws of response {comp.response!r} into a column of that "
+                    f"simulate writes the draws of response {absent[0]!r} into a column of that "
                     "name; the response must be a plain column, not an expression "
                     "(transform the column first)"
                 )
@@ -287,7 +342,7 @@ def simulate(
     problem = _problem(res, data)
     _check_simulable(problem, data)
     y, classes = simulate_responses(problem, res.theta, rng)
-    draws = {name: y[:, r] for r, name in enumerate(problem.design.spec.responses)}
+    draws = {name: y[:, r] for r, name in enumerate(response_columns(problem))}
     index = problem.design.index
     if data is None:
         out = pd.DataFrame(draws, index=index)

@@ -3,7 +3,10 @@
 ``str(res.summary())`` lays the estimates out as Stata's ``fmm`` output does: the class
 model first (base class marked), then one table per class and response, auxiliary
 parameters (``var(e)``) below a rule with their log-scale confidence intervals.
-``.as_frame()`` returns the same numbers as a DataFrame.
+Below a multivariate normal (``mvnormal``) component follows its covariance matrix on the
+reported scale: variances, covariances and correlations with delta-method standard errors
+(:func:`bayesfmm.mvresults.component_covariance_tables`; ``.covariances``).
+``.as_frame()`` returns the coefficient table as a DataFrame.
 """
 
 from __future__ import annotations
@@ -14,7 +17,23 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from bayesfmm.families.ivregress import covariance_table as iv_covariance_table
+from bayesfmm.mvresults import component_covariance_tables, has_mvnormal
+
 __all__ = ["Summary", "format_number"]
+
+
+def _covariances(res, alpha: float) -> tuple:
+    """((class, response), frame) of every mvnormal and ivregress component's error
+    covariance on the reported scale (Stata prints ivregress's var(e.y), cov(e.w,e.y))."""
+    out = dict(component_covariance_tables(res, alpha)) if has_mvnormal(res.problem) else {}
+    ivregress = [(j + 1, comp.response) for j, comps in enumerate(res.problem.design.classes)
+                 for comp in comps if comp.family.name == "ivregress"]
+    if ivregress and getattr(res, "cov_theta", None) is not None:
+        table = iv_covariance_table(res, alpha)
+        for j, response in ivregress:
+            out[(j, response)] = table.xs(j, level="class")
+    return tuple(out.items())
 
 RULE = "-" * 78
 # The line Stata prints above "Std. err." for each variance estimator.
@@ -85,6 +104,8 @@ class Summary:
     equations: tuple = ()  # ((class, response), (equation, ...)) where a component has several (mlogit)
     stat: str = "z"  # "t" after a survey fit (design degrees of freedom)
     survey_lines: tuple[str, ...] = ()  # Stata's svy header: strata, PSUs, population size, design df
+    # ((class, response), frame): an mvnormal component's var/cov/corr with delta-method SEs
+    covariances: tuple = ()
 
     @staticmethod
     def model_fields(res, alpha: float) -> dict:
@@ -139,6 +160,7 @@ class Summary:
             ),
             stat="z" if res.design.survey is None else "t",
             survey_lines=() if res.design.survey is None else tuple(res.design.survey.header()),
+            covariances=_covariances(res, alpha),
         )
 
     def as_frame(self) -> pd.DataFrame:
@@ -218,15 +240,30 @@ class Summary:
                     for term, row in f.xs((j, eq), level=("class", "equation")).iterrows():
                         fixed = (j, eq, term) in self.fixed_terms
                         if (j, eq, term) in self.aux_terms:  # auxiliary: var(e), alpha, ...
-                            name = term.replace("(e)", f"(e.{response})")
+                            name = term.replace("(e)", f"(e.{eq})")
                             aux_rows.append(self._row(_abbrev(name), row, aux=True, fixed=fixed))
                         else:
                             linear_rows.append(self._row(_abbrev(_term_label(term), WIDTH_LABEL - 2), row, fixed=fixed))
                 rows = linear_rows + ([sep] + aux_rows if aux_rows else [])
                 lines += self._table(rows)
+                if (j, response) in dict(self.covariances):
+                    lines += self._covariance_lines(dict(self.covariances)[(j, response)])
         if not self.converged:
             lines += ["", "Warning: convergence not achieved"]
         return "\n".join(lines)
+
+    def _covariance_lines(self, table: pd.DataFrame) -> list[str]:
+        """The covariance matrix of an ``mvnormal`` component on the reported scale."""
+        width = max(WIDTH_LABEL, min(32, max(len(label) for label in table.index) + 1))
+        level = int(round(100 * (1 - self.alpha)))
+        head = f"{'Covariance':<{width}}|{'Estimate':>12}{'Std. err.':>11}{'':>17}     [{level}% conf. interval]"
+        rule = "-" * (width + 65)
+        rows = []
+        for label, row in table.iterrows():
+            numbers = "".join(format_number(row[c], w) for c, w in (("coef", 11), ("std_err", 11)))
+            limits = format_number(row["lower"], 12) + format_number(row["upper"], 12)
+            rows.append(f"{str(label)[:width - 1]:>{width - 1}} |{numbers}{'':>17}{limits}")
+        return ["", rule, head, "-" * width + "+" + "-" * 64, *rows, rule, "(delta-method std. err.; mvnormal intervals on the log scale for variances, atanh for correlations)"]
 
     def __repr__(self) -> str:  # a REPL shows the table, as statsmodels' summary does
         return str(self)

@@ -27,6 +27,12 @@ variable), so NUTS applies, and ``pm.compute_log_likelihood`` gives the pointwis
 (:func:`bayesfmm.bayes.predictive.custom_dist_random`), so ``pm.sample_prior_predictive``
 and ``pm.sample_posterior_predictive`` draw from the same model, one class per group with
 ``group=``.
+
+A joint prior over several parameters that are not one variable (a ``mvnormal``
+covariance's LKJ prior, ``PriorTable.covariance``: :mod:`bayesfmm.bayes.mvprior`) is a
+``pm.Potential`` named ``covariance_prior_<n>`` on ``theta``; the variables holding those
+parameters are then ``pm.Flat`` (their other positions' priors in a potential
+``<name>_prior``), so the model's prior density is the table's.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from bayesfmm.bayes.identify import (
     ordered_transform,
     resolve_order,
 )
+from bayesfmm.bayes.mvprior import active_covariance_priors
 from bayesfmm.bayes.predictive import custom_dist_random
 from bayesfmm.bayes.priors import Flat, Normal, PriorTable, StudentT, resolve_priors
 from bayesfmm.design import build_design
@@ -241,9 +248,34 @@ class BuiltModel:
         return theta
 
 
-def _prior_rv(name: str, group: RVGroup, priors: PriorTable, transform):
+def _joint_prior_rv(name: str, group: RVGroup, priors: PriorTable, joint: set[int]):
+    """``group``'s variable when a joint prior covers some of its positions: flat, with the
+    per-position priors of the others in a potential."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    rv = pm.Flat(name, dims=group.dim)
+    terms = []
+    for i, pos in enumerate(group.positions.tolist()):
+        prior = priors.priors[pos]
+        if pos in joint or isinstance(prior, Flat):
+            continue
+        if isinstance(prior, StudentT):
+            terms.append(pm.logp(pm.StudentT.dist(nu=prior.nu, mu=prior.mu, sigma=prior.sigma), rv[i]))
+        else:
+            terms.append(pm.logp(pm.Normal.dist(mu=prior.mu, sigma=prior.sigma), rv[i]))
+    if terms:
+        pm.Potential(f"{name}_prior", pt.add(*terms) if len(terms) > 1 else terms[0])
+    return rv
+
+
+def _prior_rv(name: str, group: RVGroup, priors: PriorTable, transform, joint: set[int] = frozenset()):
     import pymc as pm
 
+    if joint & set(group.positions.tolist()):
+        if transform is not None:
+            raise SpecificationError(f"{name} carries a joint (LKJ) prior and cannot be the ordering variable: choose order=")
+        return _joint_prior_rv(name, group, priors, joint)
     chosen = [priors.priors[p] for p in group.positions]
     kinds = {type(p) for p in chosen}
     if len(kinds) > 1:
@@ -312,13 +344,17 @@ def build(
         coords["response"] = list(design.classes[0][0].family.options.get("responses", range(np.shape(y_obs)[1])))
     size = problem.layout.size
 
-    with pm.Model(coords=coords) as model:
+    blocks = active_covariance_priors(table, problem.layout)
+    joint = {int(p) for block in blocks for p in block.positions}
+
+    # a root model even when built inside a user's model context (initial_points there)
+    with pm.Model(coords=coords, model=None) as model:
         rvs = []
         for g in groups:
             transform = None
             if spec is not None and g.name == spec.group:
                 transform = anchored_transform(problem.layout.base) if spec.kind == "classpr" else ordered_transform()
-            rvs.append(_prior_rv(g.name, g, table, transform))
+            rvs.append(_prior_rv(g.name, g, table, transform, joint))
         positions = np.concatenate([g.positions for g in groups])
         stacked = pt.concatenate([pt.as_tensor_variable(rv).ravel() for rv in rvs])
         cons = problem.layout.constraints
@@ -329,6 +365,8 @@ def build(
         else:  # theta = T phi + c, phi in the order of cons.free
             inverse = np.argsort(np.searchsorted(cons.free, positions))
             theta = pt.dot(pt.constant(cons.T), stacked[inverse]) + pt.constant(cons.c)
+        for b, block in enumerate(blocks):
+            pm.Potential(f"covariance_prior_{b + 1}", block.graph(theta))
 
         def logp(value, theta_, *_support):
             # PyMC pads the core parameter with batch dimensions of length 1

@@ -19,14 +19,16 @@ from typing import Any, Callable
 import numpy as np
 
 from bayesfmm.likelihood import MixtureProblem
-from bayesfmm.simulate import _is_discrete, draw_responses, inverse_cdf_draw  # noqa: F401  (re-exported)
+from bayesfmm.simulate import _is_discrete, draw_responses, inverse_cdf_draw, response_columns  # noqa: F401  (re-exported)
 
-__all__ = ["draw_responses", "inverse_cdf_draw", "predictive_draws", "custom_dist_random"]
+__all__ = ["draw_responses", "inverse_cdf_draw", "response_columns", "predictive_draws", "custom_dist_random"]
 
 
 def predictive_draws(problem: MixtureProblem, thetas: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One replicate of the responses at each parameter vector of ``thetas`` (shape
-    ``batch + (p,)``): an array ``batch + (n, responses)``, drawn in C order of the batch.
+    ``batch + (p,)``): an array ``batch + (n, columns)``, drawn in C order of the batch; the
+    columns are :func:`bayesfmm.simulate.response_columns` (one per response, ``d`` for an
+    ``mvnormal`` response of ``d`` columns).
 
     Examples
     --------
@@ -39,7 +41,7 @@ def predictive_draws(problem: MixtureProblem, thetas: np.ndarray, rng: np.random
     thetas = np.asarray(thetas, dtype=float)
     batch = thetas.shape[:-1]
     flat = thetas.reshape(-1, thetas.shape[-1])
-    out = np.empty((flat.shape[0], problem.n, len(problem.design.spec.responses)))
+    out = np.empty((flat.shape[0], problem.n, len(response_columns(problem))))
     for i, theta in enumerate(flat):
         out[i] = draw_responses(problem, theta, rng)
     return out.reshape(batch + out.shape[1:])
@@ -65,7 +67,7 @@ def custom_dist_random(problem: MixtureProblem) -> Callable[..., np.ndarray]:
     (4, 485)
     """
     n = problem.n
-    several = len(problem.design.spec.responses) > 1
+    several = len(response_columns(problem)) > 1
 
     def random(theta: Any, *support: Any, rng: np.random.Generator | None = None, size: Any = None) -> np.ndarray:
         theta = np.asarray(theta)

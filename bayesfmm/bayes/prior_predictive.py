@@ -20,7 +20,8 @@ import pandas as pd
 
 from bayesfmm.bayes.builder import problem_for
 from bayesfmm.bayes.conflict import PriorDataConflictWarning
-from bayesfmm.bayes.predictive import predictive_draws
+from bayesfmm.bayes.mvprior import draw_covariance_priors
+from bayesfmm.bayes.predictive import predictive_draws, response_columns
 from bayesfmm.bayes.priors import Flat, PriorTable, StudentT, resolve_priors
 from bayesfmm.errors import SpecificationError
 from bayesfmm.mixture import MixtureProblem
@@ -49,7 +50,7 @@ def draw_from_priors(table: PriorTable, draws: int, rng: np.random.Generator) ->
         mu = np.array([table.priors[g].mu for g in group])
         tau = sigma / np.sqrt(2.0)
         out[:, list(group)] = mu + tau * (rng.standard_normal((draws, len(group))) - rng.standard_normal((draws, 1)))
-    return out
+    return draw_covariance_priors(table, out, rng)  # the LKJ prior of mvnormal covariances
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,7 +66,7 @@ class PriorPredictive:
 
     @property
     def responses(self) -> tuple[str, ...]:
-        return tuple(self.problem.design.spec.responses)
+        return response_columns(self.problem)
 
     def table(self) -> pd.DataFrame:
         """Per response and statistic (``mean``, ``sd``): the data's value, the prior
@@ -147,6 +148,8 @@ def prior_predictive(
     with np.errstate(all="ignore"):
         y = predictive_draws(problem, theta, rng)
     observed = np.column_stack([_response(problem, name) for name in problem.design.spec.responses])
+    if observed.shape[1] != y.shape[-1]:  # a response of several columns (mvnormal)
+        observed = np.column_stack([_responses(problem, name) for name in problem.design.spec.responses])
     result = PriorPredictive(problem, table, theta, y, observed)
     if warn:
         conflicts = result.conflicts()
@@ -162,6 +165,15 @@ def prior_predictive(
                 stacklevel=3,
             )
     return result
+
+
+def _responses(problem: MixtureProblem, name: str) -> np.ndarray:
+    """Every column of response ``name`` (n x d)."""
+    for comps in problem.design.classes:
+        for comp in comps:
+            if comp.response == name:
+                return np.asarray(comp.y, dtype=float).reshape(len(comp.y), -1)
+    raise KeyError(name)  # pragma: no cover
 
 
 def _response(problem: MixtureProblem, name: str) -> np.ndarray:

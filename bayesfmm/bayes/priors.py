@@ -13,7 +13,19 @@ class model covariate ``z``               Normal(0, 2.5 / spread(z))
 component intercept (``cons``)            Normal(pooled intercept, 2.5 s)
 component coefficient of ``x`` (``coef``)  Normal(0, 2.5 s / spread(x))
 auxiliary, optimiser scale (``errvar``)   Normal(pooled value, 2)
+``mvnormal`` full covariance              LKJ(2) on R, LogNormal(c_i, 1) on sd s_i
+``mvnormal`` diag / spherical ``-log s``  Normal(-c_i, 1) (the same log-normal sd prior)
 ========================================  =============================================
+
+A multivariate normal component's full covariance ``Sigma = S R S`` takes a joint prior
+(:mod:`bayesfmm.bayes.mvprior`): ``R ~ LKJ(eta = 2)``, ``log s_i ~ Normal(c_i, 1)`` with
+``c_i`` half the log within-class variance of response ``i`` (the pooled one shifted as a
+gaussian response's ``lnvar`` is), written on the sampled ``theta`` with the Jacobian of
+the change of variables (``PriorTable.covariance``; the per-parameter entries of those
+positions are then only stand-ins, shown as ``LKJ`` in ``frame()``). ``priors={"lkj":
+4.0}`` sets ``eta``, ``{"lkj": {"eta": 4.0, "sigma": 0.5}}`` also ``tau``; ``{"lkj":
+False}`` or a prior of your own on any of a class's covariance parameters leaves that
+covariance with per-parameter normal priors.
 
 ``s`` is the standard deviation of the working response ``eta + d / (-h)`` of the slot at
 the pooled fit (``d``, ``h``: the family's first and second eta-derivatives); for a
@@ -42,7 +54,9 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from bayesfmm.bayes.exchangeable import CORRELATION, mvn_terms, within_class_shift
+from bayesfmm.bayes.exchangeable import CORRELATION, within_class_shift
+from bayesfmm.bayes.logprior import LogPrior
+from bayesfmm.bayes.mvprior import LKJ_ETA, SCALE_SD, CovariancePrior, covariance_priors, default_scale_priors
 from bayesfmm.errors import SpecificationError
 from bayesfmm.likelihood import MixtureProblem, component_etas
 from bayesfmm.ops import Lazy
@@ -169,6 +183,9 @@ class PriorTable:
     # groups of positions (one class-model term over the non-base classes) whose Normal
     # priors are jointly normal with correlation CORRELATION: the exchangeable default
     correlated: tuple[tuple[int, ...], ...] = ()
+    # joint LKJ + log-normal priors of mvnormal covariances (bayesfmm.bayes.mvprior); their
+    # positions' entries in ``priors`` are per-parameter stand-ins
+    covariance: tuple[CovariancePrior, ...] = ()
 
     def frame(self) -> pd.DataFrame:
         """The table as a DataFrame: distribution, its parameters, the source, and the
@@ -176,115 +193,20 @@ class PriorTable:
         for the exchangeable class-model default, else 0)."""
         rows = []
         joint = {pos for group in self.correlated for pos in group}
+        lkj = {int(pos): block for block in self.covariance for pos in block.positions}
         for pos, (prior, source, pclass) in enumerate(zip(self.priors, self.sources, self.param_classes)):
             rows.append(
                 {
                     "param_class": pclass,
-                    "dist": type(prior).__name__,
+                    "dist": f"LKJ({lkj[pos].eta:g})" if pos in lkj else type(prior).__name__,
                     "mu": getattr(prior, "mu", np.nan),
                     "sigma": getattr(prior, "sigma", np.nan),
                     "nu": getattr(prior, "nu", np.nan),
                     "corr": CORRELATION if pos in joint else 0.0,
-                    "source": source,
+                    "source": f"{source} (joint: LKJ on corr, LogNormal on sd)" if pos in lkj else source,
                 }
             )
         return pd.DataFrame(rows, index=self.index)
-
-
-class LogPrior:
-    """The log prior of a :class:`PriorTable` as a function of ``theta``, with its analytic
-    gradient and (diagonal) Hessian: the penalty MAP adds to the log likelihood in the
-    Newton engine (:func:`bayesfmm.ml.newton.newton`).
-
-    Every prior acts on one position of ``theta`` (the optimiser's scale), except the
-    exchangeable class-model default (``table.correlated``: one term's non-base logits,
-    jointly normal with correlation 1/2), so the Hessian is diagonal but for those blocks.
-    Under constraints (``theta = T phi + c``) only the free parameters carry
-    a prior, as in the PyMC model: a tied parameter's prior is counted once (at its free
-    position) and a parameter fixed at a value has none. ``positions`` says which.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import bayesfmm as bf
-    >>> from bayesfmm.bayes.builder import problem_for
-    >>> problem, pooled = problem_for(bf.FMM("thickness ~ 1", k=2), bf.datasets.load("stamp"))
-    >>> prior = LogPrior(resolve_priors(problem, None, pooled), problem.layout)
-    >>> value, grad, hess = prior.derivatives(pooled)
-    >>> bool(np.allclose(np.diag(hess), prior.hessian_diagonal(pooled)))
-    True
-    """
-
-    def __init__(self, table: PriorTable, layout: Any = None) -> None:
-        cons = None if layout is None else layout.constraints
-        size = len(table.priors)
-        self.positions = np.arange(size) if cons is None else np.asarray(cons.free, dtype=int)
-        self.size = size
-        groups: dict[tuple, list[int]] = {}
-        free = set(self.positions.tolist())
-        self._joint = [
-            (np.asarray(g, dtype=int), np.array([table.priors[p].mu for p in g]), np.array([table.priors[p].sigma for p in g]))
-            for g in getattr(table, "correlated", ())
-            if set(g) <= free
-        ]
-        jointly = {int(p) for where, _, _ in self._joint for p in where}
-        for pos in self.positions.tolist():
-            if pos in jointly:
-                continue
-            prior = table.priors[pos]
-            key = (type(prior).__name__, getattr(prior, "nu", None))
-            groups.setdefault(key, []).append(pos)
-        # one vectorised prior per (kind, nu): positions, mu, sigma
-        self._parts = []
-        for (kind, nu), where in groups.items():
-            where_arr = np.asarray(where, dtype=int)
-            if kind == "Flat":
-                continue
-            mu = np.array([table.priors[p].mu for p in where])
-            sigma = np.array([table.priors[p].sigma for p in where])
-            self._parts.append((kind, nu, where_arr, mu, sigma))
-
-    def _terms(self, theta: np.ndarray, order: int):
-        theta = np.asarray(theta, dtype=float)
-        for kind, nu, where, mu, sigma in self._parts:
-            z = (theta[where] - mu) / sigma
-            if kind == "Normal":
-                value = np.sum(-0.5 * z * z - np.log(sigma)) - 0.5 * np.log(2 * np.pi) * where.size
-                grad = -z / sigma if order > 0 else None
-                hess = -1.0 / sigma**2 if order > 1 else None
-            else:  # StudentT
-                const = gammaln((nu + 1) / 2) - gammaln(nu / 2) - 0.5 * np.log(nu * np.pi)
-                value = np.sum(const - np.log(sigma) - 0.5 * (nu + 1) * np.log1p(z * z / nu))
-                grad = -(nu + 1) * z / (sigma * (nu + z * z)) if order > 0 else None
-                hess = -(nu + 1) * (nu - z * z) / (sigma**2 * (nu + z * z) ** 2) if order > 1 else None
-            yield where, float(value), grad, hess
-        for where, mu, sigma in self._joint:
-            value, grad, hess = mvn_terms(theta[where], mu, sigma)
-            yield where, value, grad, hess
-
-    def value(self, theta: np.ndarray) -> float:
-        """The log prior at ``theta``."""
-        return float(sum(value for _, value, _, _ in self._terms(theta, 0)))
-
-    def gradient(self, theta: np.ndarray) -> np.ndarray:
-        """Its gradient (0 at positions without a prior)."""
-        return self.derivatives(theta)[1]
-
-    def hessian_diagonal(self, theta: np.ndarray) -> np.ndarray:
-        """The diagonal of its Hessian (the Hessian is diagonal)."""
-        out = np.zeros(self.size)
-        for where, _, _, hess in self._terms(theta, 2):
-            out[where] = np.diag(hess) if np.ndim(hess) == 2 else hess
-        return out
-
-    def derivatives(self, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        """Value, gradient and Hessian (a ``p x p`` matrix) at ``theta``."""
-        total, grad, hess = 0.0, np.zeros(self.size), np.zeros((self.size, self.size))
-        for where, value, g, h in self._terms(theta, 2):
-            total += value
-            grad[where] = g
-            hess[np.ix_(where, where)] = h if np.ndim(h) == 2 else np.diag(h)
-        return total, grad, hess
 
 
 def param_classes(problem: MixtureProblem) -> tuple[str, ...]:
@@ -373,6 +295,7 @@ def default_priors(problem: MixtureProblem, pooled: np.ndarray) -> list[Prior]:
     design = problem.design
     priors: list[Prior] = [Normal()] * layout.size
     spreads: dict[tuple[int, int, int], float] = {}
+    scales = default_scale_priors(problem, pooled)  # mvnormal covariances
     for block in layout.blocks:
         if block.kind == "class":
             Z = design.class_designs[block.class_ - 1].Z
@@ -383,6 +306,10 @@ def default_priors(problem: MixtureProblem, pooled: np.ndarray) -> list[Prior]:
             continue
         j = block.class_ - 1
         comp = design.classes[j][block.component]
+        if not block.linear and block.start in scales:
+            for i in range(block.size):
+                priors[block.start + i] = Normal(*scales[block.start + i])
+            continue
         if not block.linear:
             # a log error variance: centred on the within-class scale, not the total one
             shift = _errvar_centre_shift(problem, pooled, j, block.component) if block.param_class == "errvar" else 0.0
@@ -525,7 +452,10 @@ def resolve_priors(problem: MixtureProblem, priors: Any, pooled: np.ndarray) -> 
     scale: an auxiliary parameter is named as sampled (``lnvar``, not ``var(e)``; see
     :func:`optimiser_terms`). The default class-model priors are exchangeable
     (``PriorTable.correlated``; :mod:`bayesfmm.bayes.exchangeable`); a class-model prior
-    you set applies to each non-base logit on its own.
+    you set applies to each non-base logit on its own. The key ``"lkj"`` sets the joint
+    prior of ``mvnormal`` full covariances (``PriorTable.covariance``;
+    :mod:`bayesfmm.bayes.mvprior`): ``eta`` (a number), ``{"eta": ..., "sigma": ...}``
+    (``sigma`` the sd of ``log s_i``), or ``False`` for per-parameter normal priors.
 
     Examples
     --------
@@ -543,6 +473,10 @@ def resolve_priors(problem: MixtureProblem, priors: Any, pooled: np.ndarray) -> 
     pclasses = param_classes(problem)
     sources = ["default"] * len(defaults)
     resolved = list(defaults)
+    lkj: Any = {}
+    if isinstance(priors, Mapping) and "lkj" in priors:
+        lkj = _lkj_options(priors["lkj"])
+        priors = {key: value for key, value in priors.items() if key != "lkj"}
     if priors is None:
         pass
     elif isinstance(priors, str):
@@ -558,7 +492,28 @@ def resolve_priors(problem: MixtureProblem, priors: Any, pooled: np.ndarray) -> 
                 sources[pos] = f"priors[{key!r}]"
     else:
         raise SpecificationError(f"priors must be None, 'flat' or a dict, got {type(priors).__name__}")
-    return PriorTable(tuple(resolved), tuple(sources), problem.layout.index, pclasses, _exchangeable_groups(problem, sources))
+    joint = () if lkj is None else covariance_priors(problem, pooled, sources, **lkj)
+    return PriorTable(
+        tuple(resolved), tuple(sources), problem.layout.index, pclasses, _exchangeable_groups(problem, sources), joint
+    )
+
+
+def _lkj_options(value: Any) -> dict | None:
+    """``priors["lkj"]`` as ``covariance_priors`` options (None: no joint prior)."""
+    if value is False or value is None:
+        return None
+    if isinstance(value, Mapping):
+        unknown = set(value) - {"eta", "sigma"}
+        if unknown:
+            raise SpecificationError(f"priors['lkj']: unknown field(s) {sorted(unknown)}; use eta, sigma")
+        eta, sd = value.get("eta", LKJ_ETA), value.get("sigma", SCALE_SD)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        eta, sd = value, SCALE_SD
+    else:
+        raise SpecificationError(f"priors['lkj'] must be eta (a number > 0), {{'eta': ..., 'sigma': ...}} or False; got {value!r}")
+    if not (np.isfinite(eta) and eta > 0 and np.isfinite(sd) and sd > 0):
+        raise SpecificationError(f"priors['lkj'] needs eta > 0 and sigma > 0; got eta={eta!r}, sigma={sd!r}")
+    return {"eta": float(eta), "sd": float(sd)}
 
 
 def _exchangeable_groups(problem: MixtureProblem, sources: list[str]) -> tuple[tuple[int, ...], ...]:

@@ -22,7 +22,7 @@ from bayesfmm.bayes.builder import BuiltModel, build
 from bayesfmm.bayes.checks import as_stored, loo_pit, plot_loo_pit, plot_rootogram
 from bayesfmm.bayes.compare import compare_fits
 from bayesfmm.bayes.diagnostics import diagnose
-from bayesfmm.bayes.predictive import draw_responses
+from bayesfmm.bayes.predictive import draw_responses, response_columns
 from bayesfmm.bayes.relabel import relabel_idata
 from bayesfmm.criteria import information_criteria
 from bayesfmm.errors import check_alpha
@@ -362,13 +362,12 @@ class BayesResults(ProblemView):
         in ``idata["posterior_predictive"]`` (dims chain, draw, obs); returns that group."""
         import xarray as xr
 
-
         rng = np.random.default_rng(random_seed)
         chains, draws, _ = self.theta_draws.shape
         keep = np.arange(draws) if max_draws is None else np.unique(
             np.linspace(0, draws - 1, max(1, int(max_draws) // chains)).round().astype(int)
         )
-        responses = self.spec.responses
+        responses = response_columns(self.problem)  # d columns for an mvnormal response
         out = np.empty((chains, keep.size, self.nobs, len(responses)))
         for c in range(chains):
             for i, d in enumerate(keep):
