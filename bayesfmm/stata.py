@@ -74,8 +74,10 @@ _COMMANDS = {
     "mlogit": ("mlogit", ("baseoutcome",)), "betareg": ("beta", ("link",)),
     "tobit": ("tobit", ("ll", "ul")), "truncreg": ("truncreg", ("ll", "ul")), "intreg": ("intreg", ()),
     "glm": (None, ("family", "link")), "streg": ("streg", ("distribution", "time")),
-    "pointmass": ("pointmass", ("lbvalue",)),
+    "pointmass": ("pointmass", ("lbvalue",)), "ivregress": ("ivregress", ()),
 }
+# ivregress's endogenous regressors and instruments: "(w1 w2 = z1 z2 z3)"
+_IV_GROUP = re.compile(r"\(([^()=]*)=([^()]*)\)")
 _COMPONENT_OPTIONS = ("noconstant", "offset", "exposure", "lcprob")
 # glm family() -> our family; families whose only link is the one named
 _GLM_FAMILIES = {"gaussian": "gaussian", "normal": "gaussian", "bernoulli": "bernoulli", "binomial": "binomial",
@@ -243,6 +245,11 @@ def _glm_family(text: str | None, link: str | None, options: dict[str, Any]) -> 
 
 def _component(text: str, stset: tuple[str, str | None] | None) -> Component:
     body, opts = _split_top(text, ",")
+    iv = _IV_GROUP.search(body)
+    iv_options: dict[str, Any] = {}
+    if iv is not None:  # ivregress y x (w = z1 z2)
+        body = body[: iv.start()] + " " + body[iv.end():]
+        iv_options = {"endogenous": tuple(iv.group(1).split()), "instruments": tuple(iv.group(2).split())}
     words = body.split()
     if not words:
         raise SpecificationError("an empty component model: write, e.g., regress y x")
@@ -271,6 +278,12 @@ def _component(text: str, stset: tuple[str, str | None] | None) -> Component:
         options["dispersion"] = _arg("dispersion", given["dispersion"]).lower()
     if "lbvalue" in given:
         options["value"] = _number("lbvalue", given["lbvalue"])
+    if iv is not None and command != "ivregress":
+        raise SpecificationError(f"({iv.group(0)[1:-1].strip()}) is ivregress syntax: {command} takes no instruments")
+    if command == "ivregress":
+        if iv is None:
+            raise SpecificationError("ivregress needs its endogenous regressors and instruments: ivregress y x (w = z1 z2)")
+        options.update(iv_options)
     if command == "streg":
         if stset is None:
             raise SpecificationError("streg needs the survival time: put a line 'stset t, failure(died)' before the fmm line")
@@ -482,7 +495,8 @@ def _component_line(comp: Component, stset: dict[str, Any]) -> str:
     options = dict(comp.options)
     lhs, rhs = (side.strip() for side in comp.formula.split("~", 1))
     variables, constant = _varlist(rhs)
-    opts = []
+    opts: list[str] = []
+    iv_group: list[str] = []
     if family == "streg":
         stset["line"] = f"stset {lhs}" + (f", failure({options.pop('failure')})" if options.get("failure") else "")
         options.pop("failure", None)
@@ -503,6 +517,9 @@ def _component_line(comp: Component, stset: dict[str, Any]) -> str:
             depvars.append(options.pop("upper"))
         if family == "pointmass" and "value" in options:
             opts.append(f"lbvalue({options.pop('value')})")
+        if family == "ivregress":
+            endogenous, instruments = options.pop("endogenous"), options.pop("instruments")
+            iv_group = [f"({' '.join(endogenous)} = {' '.join(instruments)})"]
     else:
         raise SpecificationError(f"family {family!r} has no Stata fmm component model")
     if family not in ("gamma", "lognormal", "exponential", "weibull", "loglogistic", "bernoulli", "binomial") and "metric" in options:
@@ -517,7 +534,7 @@ def _component_line(comp: Component, stset: dict[str, Any]) -> str:
     opts += [f"{key}({getattr(comp, key)})" for key in ("offset", "exposure") if getattr(comp, key)]
     if comp.lcprob:
         opts.append(f"lcprob({' '.join(_varlist(comp.lcprob.split('~', 1)[1])[0])})")
-    line = " ".join([command, *depvars, *variables])
+    line = " ".join([command, *depvars, *variables, *iv_group])
     return line + (", " + " ".join(opts) if opts else "")
 
 

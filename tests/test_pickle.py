@@ -134,7 +134,8 @@ def test_component_options_are_read_only_and_roundtrip():
 
 
 # -- families ------------------------------------------------------------------------------
-REQUIRED_OPTIONS = {"intreg": {"upper": "hi"}, "tobit": {"ll": 0.0}, "truncreg": {"ll": 0.0}}
+REQUIRED_OPTIONS = {"intreg": {"upper": "hi"}, "tobit": {"ll": 0.0}, "truncreg": {"ll": 0.0},
+                    "ivregress": {"endogenous": "w", "instruments": "z"}}
 
 
 def _inputs(family, n=7):

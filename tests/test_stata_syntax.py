@@ -110,6 +110,9 @@ PAIRS = [
     ("fmm 2: (regress y1) (poisson y2)", FMM([Component("y1 ~ 1"), Component("y2 ~ 1", family="poisson")], k=2)),
     ("fmm 2: glm y x, family(binomial 10) link(probit)", FMM("y ~ x", family="binomial", trials=10, link="probit", k=2)),
     ("fmm 2: logit y x", FMM("y ~ x", family="logit", k=2)),
+    ("fmm 2: ivregress y x (w = z1 z2)", FMM("y ~ x + (w ~ z1 + z2)", family="ivregress", k=2)),
+    ("fmm 2: ivregress y x (w1 w2 = z1 z2 z3), noconstant",
+     FMM("y ~ x - 1", family="ivregress", endogenous=("w1", "w2"), instruments=("z1", "z2", "z3"), k=2)),
     (
         "fmm, lcprob(z): (regress y x) (regress y)",
         FMM([Component("y ~ x"), Component("y ~ 1")], lcprob="~ z"),
@@ -153,6 +156,7 @@ def test_fit_options_from_the_line_fit_the_stamp_data():
         ("fmm 2 in 1/10: regress y x", "'in'"),
         ("fmm 2 [aweight=w]: regress y x", "'aweight'"),
         ("fmm 2: ivregress y x", "ivregress"),
+        ("fmm 2: regress y x (w = z)", "ivregress syntax"),
         ("fmm 2: glm y x, family(igaussian)", "igaussian"),
         ("fmm 2: poisson y x, link(identity)", "link"),
         ("fmm 2: glm y x, family(poisson) link(identity)", "link(identity)"),
