@@ -16,6 +16,7 @@ import pandas as pd
 
 from bayesfmm.errors import DataError, rows_text
 from bayesfmm.families.base import ExtraColumn, Family, with_response_terms
+from bayesfmm.formula import formula_sides, lhs_matrix, model_matrices, response_terms
 from bayesfmm.frame import (
     Groups,
     as_frame,
@@ -137,12 +138,8 @@ class Design:
 
 def _formula_variables(formula: str) -> list[str]:
     """Variables a formula uses: the response's first, then the right-hand side's."""
-    from formulaic import Formula
-
-    parsed = Formula(formula)
-    lhs = sorted(set(parsed.lhs.required_variables) - set(FORMULA_CONTEXT)) if hasattr(parsed, "lhs") else []
-    rhs = sorted(set(parsed.required_variables) - set(lhs) - set(FORMULA_CONTEXT))
-    return lhs + rhs
+    lhs, rhs = formula_sides(formula, FORMULA_CONTEXT)
+    return lhs + sorted(set(rhs) - set(lhs))
 
 
 def _model_variables(spec: ModelSpec) -> list[str]:
@@ -166,13 +163,11 @@ def _model_variables(spec: ModelSpec) -> list[str]:
 def _missing_allowed_responses(spec: ModelSpec) -> set[tuple[str, str]]:
     """``(formula, variable)`` of responses whose missing values are information (intreg's
     unbounded lower limit): they must not drop rows."""
-    from formulaic import Formula
-
     out = set()
     for comp in spec.components:
         hook = comp.family.response_hook
         if hook is not None and hook.missing_response:
-            for var in set(Formula(comp.formula).lhs.required_variables) - set(FORMULA_CONTEXT):
+            for var in formula_sides(comp.formula, FORMULA_CONTEXT)[0]:
                 out.add((comp.formula, var))
     return out
 
@@ -218,18 +213,13 @@ def _all_variables(spec: ModelSpec) -> list[str]:
 def _read_frame(spec: ModelSpec, data: Any, variables: list[str], extra: Sequence[str] = ()) -> pd.DataFrame:
     """The frame as pandas, its columns checked: present, unique, not reserved, no dates
     and no stray strings among the regressors (:mod:`bayesfmm.frame`)."""
-    from formulaic import Formula
-
     data = as_frame(data)
     check_rows(data)
     check_columns(data, variables)
     check_unique_columns(data, [*variables, *extra])
     roles = []  # (formula, responses, right-hand-side variables)
     for formula in [c.formula for c in spec.components] + [f for f in (spec.lcprob, *(c.lcprob for c in spec.components)) if f]:
-        parsed, ctx = Formula(formula), set(FORMULA_CONTEXT)
-        lhs = sorted(set(parsed.lhs.required_variables) - ctx) if hasattr(parsed, "lhs") else []
-        rhs = parsed.rhs if hasattr(parsed, "lhs") else parsed
-        roles.append((formula, lhs, sorted(set(rhs.required_variables) - ctx)))
+        roles.append((formula, *formula_sides(formula, FORMULA_CONTEXT)))
     check_model_names(roles)
     factors = [v for formula, _, _ in roles for v in factor_variables(formula)]
     regressors = [v for _, _, rhs in roles for v in rhs if v in data.columns]
@@ -268,19 +258,13 @@ def _finite_design(matrix: pd.DataFrame, formula: str, index: pd.Index) -> np.nd
 def encode_component(comp: Component, data: pd.DataFrame, model_spec: Any = None, multi: bool = False):
     """Encode one component on ``data``: ``(y, X, terms, offset, model_spec)``; with
     ``multi`` (a family of several responses) ``y`` is n x d, one column per response."""
-    from formulaic import model_matrix
-
     try:
         if model_spec is None:
             with np.errstate(all="ignore"):  # non-finite transforms are reported below
-                matrices = model_matrix(comp.formula, data, na_action="ignore", context=FORMULA_CONTEXT)
-            lhs, rhs = matrices.lhs, matrices.rhs
-            model_spec = rhs.model_spec
+                lhs, rhs, model_spec = model_matrices(comp.formula, data, FORMULA_CONTEXT)
         else:
             rhs = model_spec.get_model_matrix(data, na_action="ignore", context=FORMULA_CONTEXT)
-            lhs = model_matrix(
-                comp.formula.split("~", 1)[0] + "~ 1", data, na_action="ignore", context=FORMULA_CONTEXT
-            ).lhs
+            lhs = lhs_matrix(comp.formula, data, FORMULA_CONTEXT)
     except DataError:
         raise
     except Exception as exc:
@@ -331,16 +315,14 @@ def _encode_hooked(comp: Component, family: Family, data: pd.DataFrame, model_sp
 
 
 def _component_design(comp: Component, data: pd.DataFrame) -> ComponentDesign:
-    from formulaic import Formula
-
     family = comp.family
     hook = family.response_hook
     if hook is None or hook.multi_response:
-        lhs_vars = set(Formula(comp.formula).lhs.required_variables) - set(FORMULA_CONTEXT)
+        lhs_vars = set(formula_sides(comp.formula, FORMULA_CONTEXT)[0])
         numeric_response(data, comp.formula, lhs_vars)
         y, X, terms, offset, model_spec = encode_component(comp, data, multi=hook is not None)
         if hook is not None:  # several responses: the family is bound to their number and names
-            family, y = hook.bind(y, tuple(str(t) for t in Formula(comp.formula).lhs), data.index)
+            family, y = hook.bind(y, response_terms(comp.formula), data.index)
     else:
         response, X, terms, offset, model_spec = _encode_hooked(comp, family, data)
         family, y = hook.bind(data[response], response, data.index)
@@ -388,17 +370,15 @@ def _slot_designs(family: Family, X: np.ndarray, terms: tuple[str, ...], extra: 
 
 
 def _class_design(formula: str | None, data: pd.DataFrame) -> ClassDesign:
-    from formulaic import model_matrix
-
     if formula is None:
         return ClassDesign(Z=np.ones((len(data), 1)), terms=("Intercept",))
     try:
-        rhs = model_matrix(formula, data, na_action="ignore", context=FORMULA_CONTEXT)
+        _, rhs, model_spec = model_matrices(formula, data, FORMULA_CONTEXT)
     except Exception as exc:
         raise DataError(f"could not build the class model {formula!r}: {exc}") from None
     Z = _finite_design(rhs, formula, data.index)
     check_rank(Z, tuple(map(str, rhs.columns)), formula, "the class model")
-    return ClassDesign(Z=Z, terms=tuple(map(str, rhs.columns)), model_spec=rhs.model_spec)
+    return ClassDesign(Z=Z, terms=tuple(map(str, rhs.columns)), model_spec=model_spec)
 
 
 def _distinct_up_to(y: np.ndarray, k: int) -> int:
@@ -506,11 +486,9 @@ def design_for_new_data(design: Design, data: pd.DataFrame, need_response: bool)
     spec = design.spec
     data = as_frame(data).copy()
     if not need_response:
-        from formulaic import Formula
-
         for comps in design.classes:
             for comp in comps:
-                for var in set(Formula(comp.component.formula).lhs.required_variables) - set(FORMULA_CONTEXT):
+                for var in formula_sides(comp.component.formula, FORMULA_CONTEXT)[0]:
                     if var not in data.columns:
                         data[var] = np.ravel(comp.y)[0]
     variables = _model_variables(spec)

@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["Ops", "NUMPY_OPS", "pytensor_ops", "logsumexp_columns", "Lazy", "special", "linalg"]
+__all__ = ["Ops", "NUMPY_OPS", "pytensor_ops", "logsumexp_columns", "log_softmax", "cho_factor", "cho_solve", "Lazy", "special", "linalg"]
 
 
 class Lazy:
@@ -134,6 +134,52 @@ def logsumexp_columns(joint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return top + np.log(total), resp
 
 
+def log_softmax(x: Any, axis: int) -> np.ndarray:
+    """``x - logsumexp(x, axis)``, max-shifted: ``scipy.special.log_softmax``'s arithmetic,
+    step for step (the same floats), without importing scipy.special (slower to import
+    than a small fit).
+
+    Examples
+    --------
+    >>> np.round(np.exp(log_softmax(np.array([0.0, np.log(3.0)]), -1)), 12).tolist()
+    [0.25, 0.75]
+    """
+    x = np.asarray(x)
+    top = np.max(x, axis=axis, keepdims=True)
+    top[~np.isfinite(top)] = 0
+    shifted = x - top
+    with np.errstate(divide="ignore"):
+        return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
+def cho_factor(a: np.ndarray) -> np.ndarray:
+    """The lower Cholesky factor of a symmetric positive definite matrix, in numpy (the
+    fit never imports scipy.linalg, whose import costs more than a small fit); raises
+    ``numpy.linalg.LinAlgError`` when ``a`` is not positive definite and ``ValueError``
+    when it holds NaN or infinity, as ``scipy.linalg.cho_factor`` does.
+
+    Examples
+    --------
+    >>> cho_factor(np.array([[4.0, 2.0], [2.0, 5.0]])).tolist()
+    [[2.0, 0.0], [1.0, 2.0]]
+    """
+    a = np.asarray(a, dtype=float)
+    if not np.isfinite(a).all():
+        raise ValueError("array must not contain infs or NaNs")
+    return np.linalg.cholesky(a)
+
+
+def cho_solve(factor: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a^-1 b`` from the lower Cholesky factor of ``a`` (:func:`cho_factor`).
+
+    Examples
+    --------
+    >>> cho_solve(cho_factor(np.array([[4.0, 2.0], [2.0, 5.0]])), np.array([6.0, 7.0])).tolist()
+    [1.0, 1.0]
+    """
+    return np.linalg.solve(factor.T, np.linalg.solve(factor, b))
+
+
 def _np_columns(values: Sequence[Any], n: int) -> np.ndarray:
     """Column-major n x m: the layout :func:`logsumexp_columns` reads fastest."""
     out = np.empty((n, len(values)), order="F")
@@ -171,7 +217,7 @@ NUMPY_OPS = Ops(
     dot=np.matmul,
     stack=lambda values: np.array(values, dtype=float),
     columns=_np_columns,
-    log_softmax=Lazy("scipy.special", "log_softmax"),
+    log_softmax=log_softmax,
     class_logsumexp=logsumexp_columns,
     group_sum=lambda values, groups: groups.sum_rows(values),
     on_rows=_np_on_rows,

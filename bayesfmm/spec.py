@@ -14,6 +14,7 @@ from bayesfmm.errors import SpecificationError
 from bayesfmm.families.base import Family
 from bayesfmm.families.ivregress import split_iv_formula
 from bayesfmm.families.registry import FamilyOptions, canonical_name, get_family
+from bayesfmm.formula import formula_has_lhs, rhs_terms
 
 __all__ = ["Component", "ModelSpec"]
 
@@ -23,13 +24,10 @@ LCINVARIANT_CHOICES = ("none", "cons", "coef", "errvar", "scale", "all")
 def _parse_formula(formula: Any, what: str, need_lhs: bool) -> str:
     if not isinstance(formula, str) or not formula.strip():
         raise SpecificationError(f"{what} must be a formula string such as 'y ~ x1 + x2', got {formula!r}")
-    from formulaic import Formula
-
     try:
-        parsed = Formula(formula)
+        has_lhs = formula_has_lhs(formula)
     except Exception as exc:  # formulaic raises several parser errors
         raise SpecificationError(f"{what} {formula!r} is not a valid formula: {exc}") from None
-    has_lhs = hasattr(parsed, "lhs")
     if need_lhs and not has_lhs:
         raise SpecificationError(f"{what} {formula!r} needs a response on the left: 'y ~ ...'")
     if not need_lhs and has_lhs:
@@ -42,10 +40,8 @@ def _parse_formula(formula: Any, what: str, need_lhs: bool) -> str:
 def _check_point_masses(components: Sequence["Component"]) -> None:
     """Stata's rules for families without parameters (``pointmass``): no regressors, and
     not every class may be one (the mixture would have nothing to estimate)."""
-    from formulaic import Formula
-
     for comp in components:
-        if comp.family.n_slots == 0 and any(str(t) != "1" for t in Formula(comp.formula).rhs):
+        if comp.family.n_slots == 0 and any(t != "1" for t in rhs_terms(comp.formula)):
             raise SpecificationError(
                 f"{comp.family_name} takes no regressors: write '{comp.response} ~ 1', not {comp.formula!r}"
             )

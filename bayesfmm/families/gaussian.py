@@ -11,11 +11,7 @@ import numpy as np
 
 from bayesfmm.families.base import LOG_SCALE, Family, Slot
 from bayesfmm.families.registry import register_family
-from bayesfmm.ops import (
-    LOG_2PI,
-    Ops,
-    linalg,  # scipy.linalg, loaded on first use
-)
+from bayesfmm.ops import LOG_2PI, Ops, cho_factor, cho_solve
 
 __all__ = ["gaussian", "normal_logpdf", "normal_derivatives", "normal_weighted_fit", "normal_sample"]
 
@@ -74,9 +70,8 @@ def _solve_normal_equations(cross: np.ndarray, rhs: np.ndarray) -> np.ndarray | 
     try:
         if np.linalg.cond(scaled) > 1e10:
             return None
-        factor = linalg.cho_factor(scaled, lower=True)
-        return linalg.cho_solve(factor, rhs / scale) / scale
-    except (linalg.LinAlgError, ValueError):
+        return cho_solve(cho_factor(scaled), rhs / scale) / scale
+    except (np.linalg.LinAlgError, ValueError):
         return None
 
 

@@ -18,9 +18,7 @@ from bayesfmm.likelihood import Evaluation, MixtureProblem, complete_data_score_
 from bayesfmm.ml.chunks import component_newton_fit, e_step
 from bayesfmm.ml.linesearch import step_halving
 from bayesfmm.ml.newton import reflected_newton_step
-from bayesfmm.ops import Lazy
-
-log_softmax = Lazy("scipy.special", "log_softmax")  # loaded on first use
+from bayesfmm.ops import log_softmax
 
 __all__ = ["EMOptions", "EMResult", "m_step", "em", "degeneracy", "weighted_component_fit"]
 

@@ -28,7 +28,7 @@ import numpy as np
 from bayesfmm.iterlog import IterationLog, mreldif, reldif
 from bayesfmm.likelihood import Evaluation, MixtureProblem, loglike, score_hessian
 from bayesfmm.ml.linesearch import step_halving
-from bayesfmm.ops import linalg  # scipy.linalg, loaded on first use
+from bayesfmm.ops import cho_factor, cho_solve
 
 __all__ = ["NewtonOptions", "NewtonResult", "Penalty", "newton"]
 
@@ -72,7 +72,7 @@ class NewtonResult:
 def reflected_newton_step(g: np.ndarray, H: np.ndarray) -> np.ndarray:
     """An ascent direction where ``H`` is not negative definite: the Newton step with the
     eigenvalues of ``-H`` replaced by their absolute values (floored)."""
-    vals, vecs = linalg.eigh(-(H + H.T) / 2)
+    vals, vecs = np.linalg.eigh(-(H + H.T) / 2)
     scale = np.max(np.abs(vals)) if vals.size else 1.0
     vals = np.maximum(np.abs(vals), max(scale * 1e-8, 1e-12))
     return vecs @ ((vecs.T @ g) / vals)
@@ -84,7 +84,7 @@ def split_newton_step(g: np.ndarray, H: np.ndarray) -> np.ndarray:
     step is Newton's, elsewhere it is steepest ascent, scaled by the smallest concave
     curvature (or the largest absolute one when none is concave) so the step lengths are
     comparable. The step-halving line search then sets the length."""
-    vals, vecs = linalg.eigh(-(H + H.T) / 2)
+    vals, vecs = np.linalg.eigh(-(H + H.T) / 2)
     top = np.max(np.abs(vals)) if vals.size else 1.0
     floor = max(top * 1e-8, 1e-12)
     concave = vals > floor
@@ -97,10 +97,9 @@ def split_newton_step(g: np.ndarray, H: np.ndarray) -> np.ndarray:
 def _direction(g: np.ndarray, H: np.ndarray, difficult: bool = False) -> tuple[np.ndarray, bool, float]:
     """Newton direction, whether ``H`` is negative definite, and ``g' (-H)^-1 g``."""
     try:
-        factor = linalg.cho_factor(-(H + H.T) / 2, lower=True, check_finite=True)
-        step = linalg.cho_solve(factor, g)
+        step = cho_solve(cho_factor(-(H + H.T) / 2), g)
         return step, True, float(g @ step)
-    except (linalg.LinAlgError, ValueError):
+    except (np.linalg.LinAlgError, ValueError):
         if difficult:
             return split_newton_step(g, H), False, np.inf
         return reflected_newton_step(g, H), False, np.inf

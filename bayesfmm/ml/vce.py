@@ -42,7 +42,7 @@ import numpy as np
 
 from bayesfmm.errors import IdentificationWarning, SpecificationError
 from bayesfmm.likelihood import MixtureProblem, unit_scores
-from bayesfmm.ops import linalg  # scipy.linalg, loaded on first use
+from bayesfmm.ops import cho_factor, cho_solve
 
 __all__ = [
     "VCE_TYPES",
@@ -58,9 +58,8 @@ VCE_TYPES = ("oim", "opg", "robust", "cluster")
 def _inverse(matrix: np.ndarray, what: str) -> tuple[np.ndarray, str]:
     sym = (matrix + matrix.T) / 2
     try:
-        factor = linalg.cho_factor(sym, lower=True)
-        return linalg.cho_solve(factor, np.eye(sym.shape[0])), ""
-    except (linalg.LinAlgError, ValueError):
+        return cho_solve(cho_factor(sym), np.eye(sym.shape[0])), ""
+    except (np.linalg.LinAlgError, ValueError):
         note = f"{what} is not positive definite: standard errors are not available"
         warnings.warn(
             note + " (a flat likelihood or a degenerate class; the model may not be identified)",
