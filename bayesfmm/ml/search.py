@@ -143,7 +143,11 @@ def search_maxima(
             failed += 1
             continue
         found.append(float(attempt.llf))
-        if best is None or attempt.llf > (best.llf if winner is not None else best.llf + SEARCH_MARGIN):
+        # a later start replaces the kept one only at a higher maximum, not at the same one
+        # reached again (its llf may differ in the last digits): the earliest start reaching
+        # the best maximum is kept, whatever the rounding of the machine
+        if best is None or (attempt.llf > best.llf + SEARCH_MARGIN if winner is None
+                            else attempt.llf > best.llf and not same_maximum(attempt.llf, best.llf)):
             best, winner = attempt, i
         top = max(found)
         if sum(same_maximum(top, value) for value in found) >= SEARCH_CONFIRM:
