@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["Ops", "NUMPY_OPS", "pytensor_ops", "logsumexp_columns", "log_softmax", "cho_factor", "cho_solve", "Lazy", "special", "linalg"]
+__all__ = ["Ops", "NUMPY_OPS", "pytensor_ops", "logsumexp_columns", "log_softmax", "expit", "cho_factor", "cho_solve", "Lazy", "special", "linalg"]
 
 
 class Lazy:
@@ -152,6 +152,19 @@ def log_softmax(x: Any, axis: int) -> np.ndarray:
         return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
+def expit(x: Any) -> np.ndarray:
+    """The logistic function ``1 / (1 + exp(-x))`` in numpy (scipy.special's ``expit``
+    costs its import; the two agree to a few ulp).
+
+    Examples
+    --------
+    >>> expit(np.array([0.0, 800.0, -800.0])).tolist()
+    [0.5, 1.0, 0.0]
+    """
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=float)))
+
+
 def cho_factor(a: np.ndarray) -> np.ndarray:
     """The lower Cholesky factor of a symmetric positive definite matrix, in numpy (the
     fit never imports scipy.linalg, whose import costs more than a small fit); raises
@@ -208,7 +221,7 @@ NUMPY_OPS = Ops(
     erfc=Lazy("scipy.special", "erfc"),
     log_ndtr=Lazy("scipy.special", "log_ndtr"),
     ndtr=Lazy("scipy.special", "ndtr"),
-    sigmoid=Lazy("scipy.special", "expit"),
+    sigmoid=expit,
     softplus=_np_softplus,
     as_float=lambda x: np.asarray(x, dtype=float),
     gammaincc=Lazy("scipy.special", "gammaincc"),

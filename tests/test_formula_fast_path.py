@@ -159,11 +159,12 @@ def test_fit_with_plain_formula_equals_fit_with_formulaic(data):
     np.testing.assert_allclose(fast.predict(frame.iloc[:5]), slow.predict(frame.iloc[:5]), rtol=1e-12)
 
 
-@pytest.mark.parametrize("family", ["gaussian", "poisson"])
-def test_a_gaussian_or_poisson_fit_imports_neither_formulaic_nor_scipy_special(family):
-    """A fresh process (``import bayesfmm``, one gaussian or Poisson fit) leaves formulaic,
-    scipy.special, scipy.sparse and scipy.linalg unimported: their imports cost more than
-    the fit (issue 14). The Poisson's log y! comes from a table of math.lgamma."""
+@pytest.mark.parametrize("family", ["gaussian", "poisson", "binomial"])
+def test_a_gaussian_poisson_or_binomial_fit_imports_neither_formulaic_nor_scipy_special(family):
+    """A fresh process (``import bayesfmm``, one gaussian, Poisson or binomial (logit)
+    fit) leaves formulaic, scipy.special, scipy.sparse and scipy.linalg unimported: their
+    imports cost more than the fit (issue 14). log y! and log C(n, y) come from a table
+    of math.lgamma, the logistic function from numpy."""
     code = textwrap.dedent(
         """
         import sys, warnings
@@ -173,11 +174,16 @@ def test_a_gaussian_or_poisson_fit_imports_neither_formulaic_nor_scipy_special(f
         n = 400
         df = pd.DataFrame({"x1": rng.normal(size=n), "x2": rng.normal(size=n)})
         df["y"] = df.x1 + rng.normal(size=n) + np.where(rng.random(n) < 0.5, 0.0, 4.0)
+        options = {}
         if FAMILY == "poisson":
             df["y"] = rng.poisson(np.exp(0.5 + 0.3 * df.x1 + np.where(rng.random(n) < 0.5, 0.0, 1.5)))
+        if FAMILY == "binomial":
+            df["t"] = rng.integers(5, 20, size=n)
+            df["y"] = rng.binomial(df.t, 1 / (1 + np.exp(-(0.5 * df.x1 + np.where(rng.random(n) < 0.4, -1, 1)))))
+            options = {"trials": "t"}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = bf.FMM("y ~ x1 + x2", family=FAMILY, k=2).fit(df, search=0)
+            res = bf.FMM("y ~ x1 + x2", family=FAMILY, k=2, **options).fit(df, search=0)
         assert np.isfinite(res.llf)
         heavy = ("formulaic", "scipy.special", "scipy.sparse", "scipy.linalg")
         print(sorted(m for m in sys.modules if m.startswith(heavy)))
@@ -200,3 +206,22 @@ def test_count_log_factorial_table_equals_gammaln():
     np.testing.assert_allclose(count_log_factorial(y), gammaln(y + 1), rtol=1e-15, atol=0)
     assert count_log_factorial(np.array([1.0, 2.5])) is None
     assert count_log_factorial(np.array([LOG_FACTORIAL_TABLE_MAX + 1.0])) is None
+
+
+def test_binomial_log_choose_and_expit_equal_scipy():
+    """log C(n, y) from the lgamma table and numpy's logistic function equal scipy's
+    gammaln / expit to 1e-15 relative (the response term) and 1e-15 (expit)."""
+    from scipy.special import expit as scipy_expit
+    from scipy.special import gammaln
+
+    from bayesfmm.families.binomial import _log_choose
+    from bayesfmm.ops import NUMPY_OPS, expit
+
+    rng = np.random.default_rng(2)
+    n = rng.integers(1, 500, size=2000).astype(float)
+    y = np.floor(rng.random(2000) * (n + 1))
+    got = _log_choose(y, {"trials": n}, NUMPY_OPS)["log_choose"]
+    want = gammaln(n + 1) - gammaln(y + 1) - gammaln(n - y + 1)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    x = np.linspace(-700, 700, 20001)
+    np.testing.assert_allclose(expit(x), scipy_expit(x), rtol=1e-15, atol=0)

@@ -20,11 +20,13 @@ import numpy as np
 
 from bayesfmm.errors import SpecificationError
 from bayesfmm.families.base import Family, Slot, response_term
+from bayesfmm.families.poisson import count_log_factorial
 from bayesfmm.families.registry import register_family
 from bayesfmm.ops import (
     LOG_2PI,
     NUMPY_OPS,
     Ops,
+    expit,
     special,  # scipy.special, loaded on first use
 )
 
@@ -51,8 +53,8 @@ class Link:
 
 
 def _logit_derivatives(eta):
-    p = special.expit(eta)
-    q = special.expit(-eta)
+    p = expit(eta)
+    q = expit(-eta)
     pq = -p * q
     return q, pq, -p, pq
 
@@ -159,6 +161,12 @@ def _check_trials(trials: Any) -> Any:
 def _log_choose(y: Any, extra: Any, ops: Ops) -> dict[str, Any]:
     """The response-only term of the binomial density: ``log C(trials, y)``."""
     n = extra["trials"]
+    if ops is NUMPY_OPS:  # integer counts: from a table of math.lgamma, no scipy import
+        y_ = np.asarray(y, dtype=float)
+        n_ = np.broadcast_to(np.asarray(n, dtype=float), y_.shape)
+        parts = [count_log_factorial(v) for v in (n_, y_, n_ - y_)]
+        if all(part is not None for part in parts):
+            return {"log_choose": parts[0] - parts[1] - parts[2]}
     return {"log_choose": ops.gammaln(n + 1.0) - ops.gammaln(y + 1.0) - ops.gammaln(n - y + 1.0)}
 
 
