@@ -16,13 +16,14 @@ import numpy as np
 import pandas as pd
 
 from bayesfmm.errors import SpecificationError
+from bayesfmm.families.ivregress import covariance_entries
 from bayesfmm.families.mvnormal import covariance_from_theta
 from bayesfmm.likelihood import component_etas, evaluate
 from bayesfmm.ops import NUMPY_OPS
 from bayesfmm.postestimation import _problem_for, delta_method
 from bayesfmm.survey import critical_value, design_df
 
-__all__ = ["covariance_table", "component_covariance_tables", "covariance_matrices", "class_means", "classify", "has_mvnormal"]
+__all__ = ["iv_covariance_table", "covariance_table", "component_covariance_tables", "covariance_matrices", "class_means", "classify", "has_mvnormal"]
 
 
 def _mv_components(problem) -> Iterator[tuple[int, int, Any]]:
@@ -148,6 +149,45 @@ def covariance_table(res, alpha: float = 0.05) -> pd.DataFrame:
     """
     tables = component_covariance_tables(res, alpha)
     return pd.concat([table for table in tables.values()], keys=[cls for cls, _ in tables], names=["class", "parameter"])
+
+
+def iv_covariance_table(res, alpha: float = 0.05) -> pd.DataFrame:
+    """Stata's ``var(e.y)``, ``var(e.w)``, ``cov(e.w,e.y)`` (and the correlations) of each
+    class's ``ivregress`` component, with delta-method standard errors (:func:`delta_method`
+    on ``res.cov_theta``) and normal intervals, indexed by (``class``, ``parameter``).
+
+    Examples
+    --------
+    >>> import bayesfmm as bf
+    >>> rng = np.random.default_rng(1)
+    >>> z, v = rng.normal(size=(2, 300))
+    >>> df = pd.DataFrame({"z": z, "w": z + v, "y": z + v + v + rng.normal(size=300)})
+    >>> res = bf.FMM("y ~ 1 + (w ~ z)", family="ivregress", k=1).fit(df)
+    >>> iv_covariance_table(res).index.get_level_values("parameter").tolist()
+    ['var(e.y)', 'var(e.w)', 'cov(e.w,e.y)', 'corr(e.w,e.y)']
+    """
+    z = critical_value(alpha, design_df(res))
+    layout = res.problem.layout
+    frames = []
+    for j, comps in enumerate(res.problem.design.classes):
+        for c, comp in enumerate(comps):
+            if comp.family.name != "ivregress":
+                continue
+            pos = np.array([layout.slot_block(j + 1, c, s).start
+                            for s, slot in enumerate(comp.family.slots) if not slot.linear])
+            names = list(comp.family.options["responses"])
+
+            def values(theta, pos=pos, names=names):
+                return covariance_entries(names, covariance_from_theta(theta[pos], len(names), "full"))[1]
+
+            labels = covariance_entries(names, covariance_from_theta(res.theta[pos], len(names), "full"))[0]
+            value, se = delta_method(values, np.asarray(res.theta, dtype=float), res.cov_theta)
+            index = pd.MultiIndex.from_tuples([(j + 1, label) for label in labels], names=["class", "parameter"])
+            frames.append(pd.DataFrame({"coef": value, "std_err": se, "lower": value - z * se,
+                                        "upper": value + z * se}, index=index))
+    if not frames:
+        raise SpecificationError("the model has no ivregress component (family='ivregress')")
+    return pd.concat(frames)
 
 
 def has_mvnormal(problem) -> bool:

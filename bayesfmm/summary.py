@@ -17,8 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bayesfmm.families.ivregress import covariance_table as iv_covariance_table
-from bayesfmm.mvresults import component_covariance_tables, has_mvnormal
+from bayesfmm.mvresults import component_covariance_tables, has_mvnormal, iv_covariance_table
 
 __all__ = ["Summary", "format_number"]
 

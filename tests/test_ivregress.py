@@ -11,11 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
+from test_mvnormal import _numeric_derivatives
 
 import bayesfmm as bf
 from bayesfmm.errors import DataError, SpecificationError
-from bayesfmm.families.ivregress import covariance_table, ivregress_family, split_iv_formula, weighted_liml
+from bayesfmm.families.ivregress import ivregress_family, split_iv_formula, weighted_liml
 from bayesfmm.likelihood import loglike, score_hessian
+from bayesfmm.mvresults import iv_covariance_table
 
 IV = {"family": "ivregress", "endogenous": "w", "instruments": "z1 + z2"}
 
@@ -69,7 +71,7 @@ def test_one_class_is_liml(endogenous, instruments):
 def test_covariance_table_is_the_residual_covariance():
     data = _one_class_data()
     res = bf.FMM("y ~ x", k=1, **IV).fit(data)
-    table = covariance_table(res).loc[1]
+    table = iv_covariance_table(res).loc[1]
     u = data["y"] - (res.params.loc[(1, "y", "Intercept")] + res.params.loc[(1, "y", "x")] * data["x"]
                      + res.params.loc[(1, "y", "w")] * data["w"])
     assert table.loc["var(e.y)", "coef"] == pytest.approx(np.mean(u**2), rel=1e-6)
@@ -112,30 +114,8 @@ def test_two_class_mixture_recovers_the_structural_coefficients():
             assert abs(res.params.loc[idx] - value) < 3 * res.bse.loc[idx], idx
         idx = (matched_plain[key], "y", "w")
         assert abs(plain.params.loc[idx] - coefs["w"]) > 5 * plain.bse.loc[idx], idx
-    corr = covariance_table(res).xs("corr(e.w,e.y)", level="parameter")
+    corr = iv_covariance_table(res).xs("corr(e.w,e.y)", level="parameter")
     assert np.all(np.abs(corr["coef"] - 0.7) < 3 * corr["std_err"])
-
-
-def _numeric_derivatives(family, y, etas, extra, step=1e-4):
-    n = y.shape[0]
-    base = [np.asarray(e, dtype=float) * np.ones(n) for e in etas]
-    s = len(base)
-
-    def f(shifts):
-        return family.logpdf_numpy(y, [e + shifts.get(a, 0.0) for a, e in enumerate(base)], extra)
-
-    d = np.empty((s, n))
-    h = np.empty((s, s, n))
-    for a in range(s):
-        d[a] = (f({a: step}) - f({a: -step})) / (2 * step)
-        for b in range(s):
-            if a == b:
-                h[a, a] = (f({a: step}) - 2 * f({}) + f({a: -step})) / step**2
-            else:
-                h[a, b] = (
-                    f({a: step, b: step}) - f({a: step, b: -step}) - f({a: -step, b: step}) + f({a: -step, b: -step})
-                ) / (4 * step**2)
-    return d, h
 
 
 def test_eta_derivatives_match_finite_differences():
@@ -146,7 +126,7 @@ def test_eta_derivatives_match_finite_differences():
     y = rng.normal(size=n)
     etas = [rng.normal(size=n), rng.normal(size=n), rng.normal(size=n)] + [0.4 * rng.normal() for _ in family.slots[3:]]
     d, h = family.eta_derivatives(y, etas, extra)
-    d_num, h_num = _numeric_derivatives(family, y, etas, extra)
+    d_num, h_num = _numeric_derivatives(family, y, etas, extra=extra)
     np.testing.assert_allclose(d, d_num, atol=1e-5)
     np.testing.assert_allclose(np.asarray(h), h_num, atol=5e-5)
 
@@ -178,7 +158,7 @@ def test_fit_pickles_summarises_and_predicts():
     assert "ivregress" in text and "z2" in text
     # Stata's var(e.y), var(e.w), cov(e.w,e.y) printed under each class, as covariance_table has them
     assert text.count("cov(e.w,e.y)") == 2 and text.count(" var(e.w) |") == 2
-    table = covariance_table(res)
+    table = iv_covariance_table(res)
     assert f"{table.loc[(1, 'cov(e.w,e.y)'), 'coef']:.6g}".lstrip("0")[:5] in text  # Stata's .6306
     mu = res.predict()
     # the default prediction: each class's structural mean X b + W g at the observed w
@@ -272,7 +252,7 @@ def test_lcinvariant_errvar_ties_the_error_covariance():
     data, _ = _two_class_data(n=400)
     res = bf.FMM("y ~ x", k=2, lcinvariant="errvar", **IV).fit(data)
     assert res.converged
-    table = covariance_table(res)
+    table = iv_covariance_table(res)
     np.testing.assert_allclose(table.loc[1, "coef"].to_numpy(), table.loc[2, "coef"].to_numpy(), rtol=1e-10)
     assert res.params.loc[(1, "y", "w")] != pytest.approx(res.params.loc[(2, "y", "w")], abs=0.5)
 

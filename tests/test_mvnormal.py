@@ -20,14 +20,16 @@ NAMES = ("y1", "y2", "y3", "y4")
 FORMULA = "y1 + y2 + y3 + y4 ~ 1"
 
 
-def _numeric_derivatives(family, y, etas, step=1e-4):
+def _numeric_derivatives(family, y, etas, step=1e-4, extra=None):
+    """Central-difference first and second eta-derivatives of ``family``'s log density
+    (tests/test_ivregress.py uses it too)."""
     n = y.shape[0]
     base = [np.asarray(e, dtype=float) * np.ones(n) for e in etas]
     s = len(base)
 
     def f(shifts):
         shifted = [e + shifts.get(a, 0.0) for a, e in enumerate(base)]
-        return family.logpdf_numpy(y, shifted, None)
+        return family.logpdf_numpy(y, shifted, extra)
 
     d = np.empty((s, n))
     h = np.empty((s, s, n))

@@ -49,9 +49,9 @@ from bayesfmm.families.mvnormal import (
     theta_from_covariance,
 )
 from bayesfmm.families.registry import register_family
-from bayesfmm.ops import LOG_2PI, Ops, linalg, special
+from bayesfmm.ops import LOG_2PI, Ops, linalg
 
-__all__ = ["ivregress", "ivregress_family", "split_iv_formula", "covariance_table", "iv_covariance"]
+__all__ = ["ivregress", "ivregress_family", "split_iv_formula", "iv_covariance", "covariance_entries"]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 _GROUP = re.compile(r"\(([^()~]*)~([^()]*)\)")
@@ -383,7 +383,7 @@ def iv_covariance(family: Family, aux: Sequence[float]) -> pd.DataFrame:
     return pd.DataFrame(sigma, index=names, columns=names)
 
 
-def _entries(names: list[str], sigma: np.ndarray) -> tuple[list[str], np.ndarray]:
+def covariance_entries(names: list[str], sigma: np.ndarray) -> tuple[list[str], np.ndarray]:
     """Stata's order: the variances, the covariances, then (ours) the correlations."""
     labels = [f"var(e.{name})" for name in names]
     values = list(np.diag(sigma))
@@ -396,56 +396,6 @@ def _entries(names: list[str], sigma: np.ndarray) -> tuple[list[str], np.ndarray
             labels.append(f"corr(e.{names[i]},e.{names[m]})")
             values.append(sigma[i, m] / np.sqrt(sigma[i, i] * sigma[m, m]))
     return labels, np.array(values)
-
-
-def covariance_table(res: Any, alpha: float = 0.05) -> pd.DataFrame:
-    """Stata's ``var(e.y)``, ``var(e.w)``, ``cov(e.w,e.y)`` (and the correlations) of each
-    class's ivregress component with delta-method standard errors (central differences in
-    the covariance parameters) and normal confidence intervals, indexed by (``class``,
-    ``parameter``). ``res``: a fitted ML result.
-
-    Examples
-    --------
-    >>> import bayesfmm as bf
-    >>> rng = np.random.default_rng(1)
-    >>> z, v = rng.normal(size=(2, 300))
-    >>> df = pd.DataFrame({"z": z, "w": z + v, "y": z + v + v + rng.normal(size=300)})
-    >>> res = bf.FMM("y ~ 1", family="ivregress", endogenous="w", instruments="z", k=1).fit(df)
-    >>> covariance_table(res).index.get_level_values("parameter").tolist()
-    ['var(e.y)', 'var(e.w)', 'cov(e.w,e.y)', 'corr(e.w,e.y)']
-    """
-    layout = res.problem.layout
-    frames = []
-    for j, comps in enumerate(res.problem.design.classes):
-        for c, comp in enumerate(comps):
-            if comp.family.name != "ivregress":
-                continue
-            blocks = [layout.slot_block(j + 1, c, s) for s, slot in enumerate(comp.family.slots) if not slot.linear]
-            pos = np.array([b.start for b in blocks])
-            names = list(comp.family.options["responses"])
-
-            def values(t, names=names):
-                return _entries(names, covariance_from_theta(t, len(names), "full"))[1]
-
-            t0 = np.asarray(res.theta, dtype=float)[pos]
-            labels, value = _entries(names, covariance_from_theta(t0, len(names), "full"))
-            jac = np.empty((value.size, pos.size))
-            for a in range(pos.size):
-                step = 1e-6 * max(1.0, abs(t0[a]))
-                up, dn = t0.copy(), t0.copy()
-                up[a] += step
-                dn[a] -= step
-                jac[:, a] = (values(up) - values(dn)) / (2 * step)
-            cov = np.asarray(res.cov_theta, dtype=float)[np.ix_(pos, pos)]
-            se = np.sqrt(np.clip(np.einsum("ij,jk,ik->i", jac, cov, jac), 0, None))
-            zc = float(special.ndtri(1 - alpha / 2))
-            index = pd.MultiIndex.from_tuples([(j + 1, lab) for lab in labels], names=["class", "parameter"])
-            frames.append(
-                pd.DataFrame({"coef": value, "std_err": se, "lower": value - zc * se, "upper": value + zc * se}, index=index)
-            )
-    if not frames:
-        raise SpecificationError("the model has no ivregress component (family='ivregress')")
-    return pd.concat(frames)
 
 
 register_family("ivregress", ivregress, aliases=("ivreg",))
