@@ -77,9 +77,9 @@ def _loo(res: Any) -> tuple[Any, str | None]:
 
 
 def _flag(verdict: Any, loo_error: str | None) -> str:
-    if loo_error is not None:
-        return "FAILED: " + loo_error + ("" if verdict.passed else "; " + verdict.verdict.split(" (")[0][8:])
-    return "ok" if verdict.passed else "FAILED: " + verdict.verdict.split(" (")[0][8:]
+    """``ok``, or ``FAILED:`` with why (the PSIS-LOO error, the verdict's facts)."""
+    reasons = ([] if loo_error is None else [loo_error]) + ([] if verdict.passed else [verdict.verdict.split(" (")[0][8:]])
+    return "FAILED: " + "; ".join(reasons) if reasons else "ok"
 
 
 def compare_fits(results: Mapping[str, Any], exclude_failed: bool = True, **kwargs: Any) -> Comparison:

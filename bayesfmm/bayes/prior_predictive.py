@@ -147,9 +147,7 @@ def prior_predictive(
         theta = theta[:, cons.free] @ cons.T.T + cons.c
     with np.errstate(all="ignore"):
         y = predictive_draws(problem, theta, rng)
-    observed = np.column_stack([_response(problem, name) for name in problem.design.spec.responses])
-    if observed.shape[1] != y.shape[-1]:  # a response of several columns (mvnormal)
-        observed = np.column_stack([_responses(problem, name) for name in problem.design.spec.responses])
+    observed = np.column_stack([_responses(problem, name) for name in problem.design.spec.responses])
     result = PriorPredictive(problem, table, theta, y, observed)
     if warn:
         conflicts = result.conflicts()
@@ -168,7 +166,7 @@ def prior_predictive(
 
 
 def _responses(problem: MixtureProblem, name: str) -> np.ndarray:
-    """Every column of response ``name`` (n x d)."""
+    """Every column of response ``name``: n x 1, or n x d for ``mvnormal``."""
     for comps in problem.design.classes:
         for comp in comps:
             if comp.response == name:
@@ -176,10 +174,3 @@ def _responses(problem: MixtureProblem, name: str) -> np.ndarray:
     raise KeyError(name)  # pragma: no cover
 
 
-def _response(problem: MixtureProblem, name: str) -> np.ndarray:
-    for comps in problem.design.classes:
-        for comp in comps:
-            if comp.response == name:
-                y = np.asarray(comp.y, dtype=float)
-                return y if y.ndim == 1 else y[:, 0]
-    raise KeyError(name)  # pragma: no cover

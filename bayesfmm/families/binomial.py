@@ -164,9 +164,10 @@ def _log_choose(y: Any, extra: Any, ops: Ops) -> dict[str, Any]:
     if ops is NUMPY_OPS:  # integer counts: from a table of math.lgamma, no scipy import
         y_ = np.asarray(y, dtype=float)
         n_ = np.broadcast_to(np.asarray(n, dtype=float), y_.shape)
-        parts = [count_log_factorial(v) for v in (n_, y_, n_ - y_)]
-        if all(part is not None for part in parts):
-            return {"log_choose": parts[0] - parts[1] - parts[2]}
+        table = count_log_factorial(np.concatenate([n_, y_, n_ - y_]))  # one table for n, y, n - y
+        if table is not None:
+            log_n, log_y, log_rest = np.split(table, 3)
+            return {"log_choose": log_n - log_y - log_rest}
     return {"log_choose": ops.gammaln(n + 1.0) - ops.gammaln(y + 1.0) - ops.gammaln(n - y + 1.0)}
 
 

@@ -49,7 +49,7 @@ from bayesfmm.families.mvnormal import (
     theta_from_covariance,
 )
 from bayesfmm.families.registry import register_family
-from bayesfmm.ops import LOG_2PI, Ops, linalg
+from bayesfmm.ops import LOG_2PI, NUMPY_OPS, Ops, linalg
 
 __all__ = ["ivregress", "ivregress_family", "split_iv_formula", "iv_covariance", "covariance_entries"]
 
@@ -174,32 +174,31 @@ class _IVDensity:
         """``X b + W g``: the structural mean at the observed endogenous regressors (Stata's ``mu``)."""
         return etas[0]
 
+    def _given_w(self, e_w: Sequence[Any], etas: Sequence[Any], ops: Ops) -> tuple[Any, Any]:
+        """``y`` given the first-stage errors ``e_w``: ``(shift, P00)`` with the precision
+        ``P = U'U``, conditional mean ``X b + W g - shift / P00`` and variance ``1 / P00``."""
+        U = {p: (ops.exp(t) if p[0] == p[1] else t) for p, t in zip(self.pairs, etas[self.d :])}
+        p00 = sum(U[(i, 0)] * U[(i, 0)] for i in range(self.d))
+        shift = 0.0
+        for a in range(1, self.d):
+            shift = shift + sum(U[(i, 0)] * U[(i, a)] for i in range(a, self.d)) * e_w[a - 1]
+        return shift, p00
+
     def cdf(self, y: Any, etas: Sequence[Any], ops: Ops, extra: Any = None) -> Any:
         """The distribution of ``y`` given ``X``, ``Z`` and the observed ``W`` (the
         conditional normal given the first-stage errors)."""
         e = [v - m for v, m in zip(self.responses(y, extra), etas[: self.d])]
-        U = {p: (ops.exp(t) if p[0] == p[1] else t) for p, t in zip(self.pairs, etas[self.d :])}
-        # precision P = U'U; y given the rest: precision P00, mean mu - sum_a P0a e_a / P00
-        p00 = sum(U[(i, 0)] * U[(i, 0)] for i in range(self.d))
-        shift = 0.0
-        for a in range(1, self.d):
-            shift = shift + sum(U[(i, 0)] * U[(i, a)] for i in range(a, self.d)) * e[a]
+        shift, p00 = self._given_w(e[1:], etas, ops)
         return ops.ndtr((e[0] + shift / p00) * ops.sqrt(p00))
 
     def sample(self, etas: Sequence[np.ndarray], rng: np.random.Generator, extra: Any = None) -> np.ndarray:
         """``y`` drawn from its normal distribution given ``X``, ``Z`` and the observed
-        ``W`` (the distribution :meth:`cdf` gives): mean ``X b + W g`` shifted by the
-        first-stage errors' regression, variance ``1 / P_00`` of the precision ``P = U'U``."""
+        ``W`` (the distribution :meth:`cdf` gives)."""
         n = max(int(np.size(m)) for m in etas[: self.d])
-        e = [np.asarray(v, dtype=float) - np.asarray(m, dtype=float)
-             for v, m in zip(self.responses(np.zeros(n), extra)[1:], etas[1 : self.d])]
-        U = {p: (np.exp(t) if p[0] == p[1] else np.asarray(t, dtype=float)) for p, t in zip(self.pairs, etas[self.d :])}
-        p00 = sum(U[(i, 0)] * U[(i, 0)] for i in range(self.d))
-        shift = np.zeros(n)
-        for a in range(1, self.d):
-            shift = shift + sum(U[(i, 0)] * U[(i, a)] for i in range(a, self.d)) * e[a - 1]
-        mean = np.asarray(etas[0], dtype=float) - shift / p00
-        return mean + rng.standard_normal(n) / np.sqrt(p00)
+        etas = [np.asarray(t, dtype=float) for t in etas]
+        e_w = [np.asarray(v, dtype=float) - m for v, m in zip(self.responses(np.zeros(n), extra)[1:], etas[1 : self.d])]
+        shift, p00 = self._given_w(e_w, etas, NUMPY_OPS)
+        return etas[0] - shift / p00 + rng.standard_normal(n) / np.sqrt(p00)
 
     def weighted_fit(self, y, designs, offsets, weights, extra=None) -> list[np.ndarray]:
         """Weighted ML of one class: LIML for the structural equation, then the first
