@@ -245,6 +245,9 @@ def test_default_table_has_joint_covariance_priors(faithful):
     assert [b.label for b in own.covariance] == [f"class 2: {RESPONSE}"]
     with pytest.raises(SpecificationError, match="lkj"):
         resolve_priors(problem, {"lkj": {"nu": 3}}, pooled)
+    for bad in (0, -1.0, float("nan"), "two", True, {"eta": 2.0, "sigma": 0.0}):
+        with pytest.raises(SpecificationError, match=r"priors\['lkj'\]"):
+            resolve_priors(problem, {"lkj": bad}, pooled)
     # MAP's log prior: the joint density replaces the stand-ins
     theta = pooled + 0.05
     logprior = LogPrior(table, problem.layout)
