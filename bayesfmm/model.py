@@ -10,13 +10,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bayesfmm.bayes.map import map_estimate
-from bayesfmm.bayes.prior_predictive import PriorPredictive, prior_predictive
-from bayesfmm.bayes.sample import build_model, sample
-from bayesfmm.bayes.starts import initial_points, ml_fits
-from bayesfmm.ml.dask_fit import fit_dask, is_dask_frame
 from bayesfmm.ml.fit import fit_ml
+from bayesfmm.ml.partitions import is_dask_frame
+from bayesfmm.ops import Lazy
 from bayesfmm.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from bayesfmm.bayes.prior_predictive import PriorPredictive
+
+# The Bayesian side and the Dask engine load on first use: ``import bayesfmm`` stays the
+# price of a maximum-likelihood fit (benchmarks/bench_engine.py, table 5).
+map_estimate = Lazy("bayesfmm.bayes.map", "map_estimate")
+prior_predictive = Lazy("bayesfmm.bayes.prior_predictive", "prior_predictive")
+build_model = Lazy("bayesfmm.bayes.sample", "build_model")
+sample = Lazy("bayesfmm.bayes.sample", "sample")
+initial_points = Lazy("bayesfmm.bayes.starts", "initial_points")
+ml_fits = Lazy("bayesfmm.bayes.starts", "ml_fits")
+fit_dask = Lazy("bayesfmm.ml.dask_fit", "fit_dask")
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd

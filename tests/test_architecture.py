@@ -75,6 +75,8 @@ def imports_of(name: str) -> set[str]:
             else:
                 module = node.module or ""
             targets = [f"{module}.{alias.name}" if f"{module}.{alias.name}" in MODULES else module for alias in node.names]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("bayesfmm."):
+            targets = [node.value]  # a lazily loaded module named in a string (the package's _LAZY table)
         else:
             continue
         found.update(t for t in targets if t in MODULES and t != name)
