@@ -121,17 +121,24 @@ def logsumexp_columns(joint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     top = joint[:, 0].copy()
     for j in range(1, k):
         np.maximum(top, joint[:, j], out=top)
-    top[~np.isfinite(top)] = 0.0
-    total = np.zeros(joint.shape[0])
+    if not np.isfinite(top.sum()):  # one reduction, no mask, in the usual all-finite case
+        top[~np.isfinite(top)] = 0.0
     resp = np.empty_like(joint, order="F")
+    total = None  # the first two classes' terms, then the running sum: no zeros, no copy
     for j in range(k):
         col = resp[:, j]
         np.subtract(joint[:, j], top, out=col)
         np.exp(col, out=col)
-        total += col
+        if j == 1:
+            total = col + resp[:, 0]
+        elif j > 1:
+            total += col
+    if total is None:
+        total = resp[:, 0].copy()
     for j in range(k):
         resp[:, j] /= total
-    return top + np.log(total), resp
+    np.log(total, out=total)
+    return np.add(top, total, out=top), resp
 
 
 def log_softmax(x: Any, axis: int) -> np.ndarray:

@@ -191,7 +191,7 @@ def _median_ms(f, reps: int = 3) -> float:
 
 def iteration_times(problem, theta) -> tuple[float, float]:
     """ms per EM iteration (E-step + M-step) and per Newton iteration at ``theta``."""
-    from bayesfmm.likelihood import loglike, score_hessian
+    from bayesfmm.likelihood import score_hessian
     from bayesfmm.ml.chunks import e_step
     from bayesfmm.ml.em import m_step
     from bayesfmm.ml.newton import _direction
@@ -200,9 +200,10 @@ def iteration_times(problem, theta) -> tuple[float, float]:
         m_step(problem, e_step(problem, theta).resp, theta)
 
     def newton_iteration():
+        # as bayesfmm.ml.newton runs it once full steps are taken: the score and Hessian are
+        # evaluated at the full step (its log likelihood comes with them), then the direction
         _, g, H = score_hessian(problem, theta)
-        step = _direction(g, H)[0]
-        loglike(problem, theta + step)
+        _direction(g, H)
 
     em_iteration(), newton_iteration()  # first touch of the buffers
     return _median_ms(em_iteration), _median_ms(newton_iteration)

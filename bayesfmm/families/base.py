@@ -202,6 +202,13 @@ class Family:
     weighted_fit
         Optional closed-form weighted ML fit used by the EM M-step:
         ``(y, designs, offsets, weights, extra) -> list of coefficient arrays``.
+    weighted_fits
+        Optional batched form of ``weighted_fit`` for one component under several weight
+        vectors (the columns of an n x m matrix): ``(y, designs, offsets, W, extra) -> one
+        list of coefficient arrays per column``, computed in one pass over the data. The
+        M-step uses it when several classes share a component's data (the usual
+        ``FMM("y ~ x", k=3)``); :meth:`fit_weighted_columns` falls back to ``weighted_fit``
+        column by column without it.
     start_aux
         Start values of the auxiliary slots from a weighted sample:
         ``(y, weights) -> list of floats`` (one per auxiliary slot).
@@ -264,6 +271,7 @@ class Family:
     eta_derivatives: Derivatives | None = None
     weighted_hessian: Callable[..., Array] | None = None
     weighted_fit: Callable[..., list[Array]] | None = None
+    weighted_fits: Callable[..., list[list[Array]]] | None = None
     start_linear: Callable[..., list[Array]] | None = None
     sample: Callable[[Sequence[Array], np.random.Generator, Extra], Array] | None = None
     stata_name: str = ""
@@ -291,6 +299,29 @@ class Family:
         if self.eta_derivatives is not None:
             return self.eta_derivatives(y, etas, extra)
         return finite_difference_derivatives(self, y, etas, extra)
+
+    def fit_weighted_columns(
+        self, y: Array, designs: Sequence[Array], offsets: Sequence[Any], W: Array, extra: Extra
+    ) -> list[list[Array]]:
+        """The closed-form weighted fit (:attr:`weighted_fit`) under each column of ``W``
+        (n x m), batched when the family has :attr:`weighted_fits`.
+
+        Examples
+        --------
+        >>> import numpy as np, bayesfmm as bf
+        >>> fam = bf.get_family("gaussian")
+        >>> y, X = np.array([0.0, 1.0, 2.5, 2.0]), np.c_[np.ones(4), [0.0, 1.0, 2.0, 3.0]]
+        >>> W = np.array([[1.0, 0.2], [1.0, 0.9], [1.0, 0.5], [1.0, 0.1]])
+        >>> fits = fam.fit_weighted_columns(y, [X, np.ones((4, 1))], [0.0, 0.0], W, {})
+        >>> one = fam.weighted_fit(y, [X, np.ones((4, 1))], [0.0, 0.0], W[:, 1], {})
+        >>> all(np.allclose(a, b) for a, b in zip(fits[1], one))
+        True
+        """
+        if self.weighted_fits is not None:
+            return self.weighted_fits(y, designs, offsets, W, extra)
+        if self.weighted_fit is None:
+            raise TypeError(f"family {self.name!r} has no closed-form weighted fit")
+        return [self.weighted_fit(y, designs, offsets, W[:, j], extra) for j in range(W.shape[1])]
 
     def curvature(
         self, y: Array, etas: Sequence[Array], designs: Sequence[Array], weights: Array, extra: Extra,

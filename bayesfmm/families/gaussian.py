@@ -13,7 +13,7 @@ from bayesfmm.families.base import LOG_SCALE, Family, Slot
 from bayesfmm.families.registry import register_family
 from bayesfmm.ops import LOG_2PI, Ops, cho_factor, cho_solve
 
-__all__ = ["gaussian", "normal_logpdf", "normal_derivatives", "normal_weighted_fit", "normal_sample"]
+__all__ = ["gaussian", "normal_logpdf", "normal_derivatives", "normal_weighted_fit", "normal_weighted_fits", "normal_sample"]
 
 SLOTS = (
     Slot("mu"),
@@ -31,35 +31,51 @@ def normal_derivatives(y: np.ndarray, etas: Sequence[np.ndarray], extra: Any = N
     """First and second derivatives of :func:`normal_logpdf` in (mu, lnvar)."""
     mu, lnvar = etas
     resid = np.asarray(y - mu, dtype=float)
-    precision = np.exp(-lnvar) * np.ones_like(resid)
-    scaled = resid * precision
-    sq = resid * scaled
-    d = np.stack([scaled, 0.5 * (sq - 1.0)])
-    h = np.empty((2, 2, resid.shape[0]))
-    h[0, 0] = -precision
-    h[0, 1] = h[1, 0] = -scaled
-    h[1, 1] = -0.5 * sq
+    n = resid.shape[0]
+    precision = np.exp(-np.asarray(lnvar, dtype=float))  # a scalar for a constant variance
+    d = np.empty((2, n))
+    h = np.empty((2, 2, n))
+    scaled, sq = d[0], h[1, 1]
+    np.multiply(resid, precision, out=scaled)
+    np.multiply(resid, scaled, out=sq)
+    np.subtract(sq, 1.0, out=d[1])
+    d[1] *= 0.5
+    np.negative(precision, out=h[0, 0]) if np.ndim(precision) else h[0, 0].fill(-precision)
+    np.negative(scaled, out=h[0, 1])
+    h[1, 0] = h[0, 1]
+    sq *= -0.5
     return d, h
 
 
 GRAM_CHUNK = 16_384  # rows per block of the weighted cross-products (cache-sized)
+GRAM_BLOCK_DOUBLES = 131_072  # a block's buffers hold at most this many doubles (1 MiB: L2)
+
+
+def _weighted_grams(x: np.ndarray, target: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """``[X, t]' diag(w_j) [X, t]`` for every column ``w_j`` of ``W`` (m x (p+1) x (p+1)),
+    in one pass over blocks of rows: each block of ``[X, t]`` is copied into cache once,
+    scaled by every weight column, and multiplied in one matrix product."""
+    n, p = x.shape
+    m = W.shape[1]
+    q = p + 1
+    grams = np.zeros((m * q, q))
+    size = max(1, min(n, GRAM_CHUNK, GRAM_BLOCK_DOUBLES // ((m + 1) * q)))
+    block = np.empty((size, q), order="F")
+    scaled = np.empty((size, m * q), order="F")
+    for start in range(0, n, size):
+        stop = min(start + size, n)
+        b, s = block[: stop - start], scaled[: stop - start]
+        b[:, :p] = x[start:stop]
+        b[:, p] = target[start:stop]
+        for j in range(m):
+            np.multiply(b, W[start:stop, j, None], out=s[:, j * q : (j + 1) * q])
+        grams += s.T @ b
+    return grams.reshape(m, q, q)
 
 
 def _weighted_gram(x: np.ndarray, target: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """``[X, t]' diag(w) [X, t]`` in one pass over blocks of rows, each block in cache."""
-    n, m = x.shape
-    gram = np.zeros((m + 1, m + 1))
-    size = min(n, GRAM_CHUNK)
-    block = np.empty((size, m + 1), order="F")
-    scaled = np.empty((size, m + 1), order="F")
-    for start in range(0, n, size):
-        stop = min(start + size, n)
-        b, s = block[: stop - start], scaled[: stop - start]
-        b[:, :m] = x[start:stop]
-        b[:, m] = target[start:stop]
-        np.multiply(b, weights[start:stop, None], out=s)
-        gram += s.T @ b
-    return gram
+    return _weighted_grams(x, target, weights[:, None])[0]
 
 
 def _solve_normal_equations(cross: np.ndarray, rhs: np.ndarray) -> np.ndarray | None:
@@ -89,16 +105,10 @@ def _weighted_least_squares(x: np.ndarray, target: np.ndarray, weights: np.ndarr
     return _lstsq(x, target, weights) if beta is None else beta
 
 
-def normal_weighted_fit(y, designs, offsets, weights, extra=None):
-    """Closed-form weighted ML: weighted least squares and the weighted mean square.
-
-    One pass over the rows forms ``[X, t]' W [X, t]`` (``t = y - offset``); the residual sum
-    of squares is ``t'Wt - b'X'Wt`` at the solution, recomputed from the residuals when
-    that difference loses more than half the digits (a fit close to perfect).
-    """
-    x = designs[0]
-    target = y - offsets[0]
-    gram = _weighted_gram(x, target, weights)
+def _fit_from_gram(gram: np.ndarray, x: np.ndarray, target: np.ndarray, weights: np.ndarray) -> list[np.ndarray]:
+    """Coefficients and log variance from ``[X, t]' W [X, t]``: the residual sum of squares
+    is ``t'Wt - b'X'Wt`` at the solution, recomputed from the residuals when that
+    difference loses more than half the digits (a fit close to perfect)."""
     m = x.shape[1]
     beta = _solve_normal_equations(gram[:m, :m], gram[:m, m])
     total = weights.sum()
@@ -114,6 +124,23 @@ def normal_weighted_fit(y, designs, offsets, weights, extra=None):
         ssr = weights @ (resid * resid)
     var = float(ssr / total) if total > 0 else 0.0
     return [beta, np.array([np.log(var) if var > 0 else -np.inf])]
+
+
+def normal_weighted_fit(y, designs, offsets, weights, extra=None):
+    """Closed-form weighted ML: weighted least squares and the weighted mean square, from
+    one pass over the rows forming ``[X, t]' W [X, t]`` (``t = y - offset``)."""
+    x = designs[0]
+    target = y - offsets[0]
+    return _fit_from_gram(_weighted_gram(x, target, weights), x, target, weights)
+
+
+def normal_weighted_fits(y, designs, offsets, W, extra=None):
+    """:func:`normal_weighted_fit` under each column of ``W``, all cross-products formed in
+    one pass over the rows (:func:`_weighted_grams`)."""
+    x = designs[0]
+    target = y - offsets[0]
+    grams = _weighted_grams(x, target, W)
+    return [_fit_from_gram(grams[j], x, target, W[:, j]) for j in range(W.shape[1])]
 
 
 def _weighted_log_variance(y: np.ndarray, weights: np.ndarray) -> list[float]:
@@ -143,6 +170,7 @@ def gaussian() -> Family:
         support="finite",
         start_aux=_weighted_log_variance,
         weighted_fit=normal_weighted_fit,
+        weighted_fits=normal_weighted_fits,
         sample=normal_sample,
     )
 

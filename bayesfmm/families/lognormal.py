@@ -18,6 +18,7 @@ from bayesfmm.families.gaussian import (
     normal_logpdf,
     normal_sample,
     normal_weighted_fit,
+    normal_weighted_fits,
 )
 from bayesfmm.families.registry import register_family
 from bayesfmm.ops import Ops
@@ -69,6 +70,7 @@ def lognormal() -> Family:
         weighted_fit=lambda y, designs, offsets, weights, extra=None: normal_weighted_fit(
             _log_y(y, extra), designs, offsets, weights
         ),
+        weighted_fits=lambda y, designs, offsets, W, extra=None: normal_weighted_fits(_log_y(y, extra), designs, offsets, W),
         sample=lambda etas, rng, extra=None: np.exp(normal_sample(etas, rng)),
         response_terms=log_response,
     )

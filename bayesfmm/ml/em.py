@@ -58,17 +58,31 @@ def weighted_component_fit(
     return component_newton_fit(comp, weights, current, steps)  # in row chunks (ml/chunks.py)
 
 
-def _class_m_step(problem: MixtureProblem, resp: np.ndarray, theta: np.ndarray) -> None:
+def _batched_components(problem: MixtureProblem, totals: np.ndarray) -> list[tuple[ComponentDesign, list[tuple[int, int]]]]:
+    """Components with a batched closed-form fit (``Family.weighted_fits``) that several
+    non-empty classes share, each with its ``(class, component)`` places."""
+    shared: dict[int, tuple[ComponentDesign, list[tuple[int, int]]]] = {}
+    for j, comps in enumerate(problem.design.classes):
+        if totals[j] <= 0.5:
+            continue
+        for c, comp in enumerate(comps):
+            if comp.family.weighted_fits is not None:
+                shared.setdefault(id(comp), (comp, []))[1].append((j, c))
+    return [(comp, places) for comp, places in shared.values() if len(places) > 1]
+
+
+def _class_m_step(problem: MixtureProblem, resp: np.ndarray, theta: np.ndarray, totals: np.ndarray | None = None) -> None:
     """Update the class-model blocks of ``theta`` in place.
 
     ``resp`` are the class-model weights per row: responsibilities times the row weight
-    (divided by the group size with ``group=``), so rows need not sum to 1."""
+    (divided by the group size with ``group=``), so rows need not sum to 1; ``totals``
+    their column sums when already known."""
     etas = [e for e in problem.etas if e.kind == "class"]
     if not etas:
         return
     base = problem.design.base
     if all(e.intercept_only for e in etas):
-        totals = np.maximum(resp.sum(axis=0), TINY_WEIGHT)
+        totals = np.maximum(resp.sum(axis=0) if totals is None else totals, TINY_WEIGHT)
         for e in etas:
             theta[e.cols] = np.log(totals[e.class_]) - np.log(totals[base])
         return
@@ -125,18 +139,34 @@ def m_step(problem: MixtureProblem, resp: np.ndarray, theta: np.ndarray) -> np.n
     theta_in = np.array(theta, dtype=float, copy=True)
     theta = theta_in.copy()
     row_w = problem.row_weights
-    factor = problem.class_row_factor()
-    _class_m_step(problem, resp if factor is None else resp * factor[:, None], theta)
     layout = problem.layout
+    W = resp if row_w is None else resp * row_w[:, None]
+    totals = W.sum(axis=0)
+    if problem.grouped:  # the class model counts a group once
+        _class_m_step(problem, resp * problem.class_row_factor()[:, None], theta)
+    else:  # the class-row factor is the row weight: the class model's weights are W
+        _class_m_step(problem, W, theta, totals)
+    groups = _batched_components(problem, totals)
+    for comp, places in groups:
+        # classes sharing one component's data: every class's closed form in one pass
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fits = comp.family.fit_weighted_columns(
+                comp.y, comp.slot_designs, _slot_offsets(comp), W[:, [j for j, _ in places]], comp.extra
+            )
+        for (j, c), fitted in zip(places, fits):
+            for s, value in enumerate(fitted):
+                theta[layout.slot_block(j + 1, c, s).slice] = value
+    batched = {place for _, places in groups for place in places}
     for j, comps in enumerate(problem.design.classes):
-        weights = resp[:, j] if row_w is None else resp[:, j] * row_w
+        if totals[j] <= 0.5:
+            continue  # an empty class: degeneracy() reports it
         for c, comp in enumerate(comps):
+            if (j, c) in batched:
+                continue
             blocks = [layout.slot_block(j + 1, c, s) for s in range(len(comp.slot_designs))]
             current = [theta[b.slice] for b in blocks]
-            if weights.sum() <= 0.5:
-                continue  # an empty class: degeneracy() reports it
             with np.errstate(divide="ignore", invalid="ignore"):
-                fitted = weighted_component_fit(comp, weights, current)
+                fitted = weighted_component_fit(comp, W[:, j], current)
             for b, value in zip(blocks, fitted):
                 theta[b.slice] = value
     if layout.constraints is not None:

@@ -19,7 +19,7 @@ import pandas as pd
 from bayesfmm.design import build_design
 from bayesfmm.errors import ConvergenceError, ConvergenceWarning, DataError, IdentificationWarning, SpecificationError, rows_text
 from bayesfmm.iterlog import IterationLog
-from bayesfmm.likelihood import MixtureProblem, evaluate, loglike
+from bayesfmm.likelihood import MixtureProblem, impossible_rows, loglike
 from bayesfmm.ml.em import EMOptions, EMResult, degeneracy, em
 from bayesfmm.ml.identification import check_minprior, small_classes, warn_identification, without_classes
 from bayesfmm.ml.multistart import em_from_starts
@@ -123,9 +123,7 @@ def _survey_vce(vce: str | None, cluster: str | None, spec: ModelSpec, survey: A
 def _check_reachable(problem: MixtureProblem, theta: np.ndarray) -> None:
     """Rows no class can produce (density 0 in every class, e.g. zeros under a zero-truncated
     count in every class) make the likelihood 0 everywhere: say which, before fitting."""
-    with np.errstate(all="ignore"):
-        logf = evaluate(problem, theta).log_density
-    impossible = np.flatnonzero(np.all(np.isneginf(logf), axis=1))
+    impossible = impossible_rows(problem, theta)
     if impossible.size:
         design = problem.design
         responses = {comp.response: comp.y for comps in design.classes for comp in comps}

@@ -167,11 +167,24 @@ def newton(
         value = loglike(problem, point)
         return value if penalty is None else value + penalty.value(point)
 
+    trials = [0]
+
+    def speculative(point: np.ndarray):
+        """The full step is usually taken: evaluate the derivatives there too, in the same
+        pass over the data, so the next iteration need not read the data again; a halved
+        trial evaluates the objective alone."""
+        trials[0] += 1
+        if trials[0] > 1:
+            return objective(point), None
+        found = _objective_derivatives(problem, point, penalty)
+        return found[1], found
+
     T = problem.layout.transform  # constraints: step in the free parameters, theta = T phi + c
     if T is not None:
         theta = problem.layout.project(theta)
+    ahead = None  # (ev, value, g, H) at theta, from the last line search's full step
     for it in range(options.iterate + 1):
-        ev, value, g, H = _objective_derivatives(problem, theta, penalty)
+        ev, value, g, H = ahead if ahead is not None else _objective_derivatives(problem, theta, penalty)
         if T is None:
             step, concave, scaled = _direction(g, H, options.difficult)
         else:
@@ -196,7 +209,11 @@ def newton(
             converged = True  # at the maximum to machine precision; nothing left to move
             message = "converged"
             break
-        search = step_halving(objective, theta, step, value, max_halvings=options.max_halvings)
+        trials[0] = 0
+        # speculate only where full steps are being taken (a concave point, no backing up)
+        search = step_halving(speculative if concave and not note else objective, theta, step, value,
+                              max_halvings=options.max_halvings)
+        ahead = search.payload if search.halvings == 0 else None
         if not search.accepted:
             message = f"no step increases the {'log posterior' if penalised else 'log likelihood'} (flat or discontinuous region)"
             break
