@@ -34,7 +34,7 @@ from bayesfmm.ops import NUMPY_OPS
 
 __all__ = [
     "Eta", "MixtureProblem", "Evaluation", "evaluate", "score_hessian", "row_scores", "unit_scores",
-    "complete_data_score_hessian", "linear_predictor", "loglike", "impossible_rows",
+    "complete_data_score_hessian", "linear_predictor", "loglike",
 ]
 
 
@@ -116,27 +116,6 @@ def loglike(problem: MixtureProblem, theta: np.ndarray) -> float:
             w = part.design.weights
             total += float(ll.sum() if w is None else w @ ll)
     return total if np.isfinite(total) else -np.inf
-
-
-def impossible_rows(problem: MixtureProblem, theta: np.ndarray) -> np.ndarray:
-    """Rows whose density is 0 in every class at ``theta`` (log density -inf in each column),
-    from the component densities alone, in row chunks (no mixture is formed).
-
-    Examples
-    --------
-    >>> import bayesfmm as bf
-    >>> res = bf.FMM("thickness ~ 1", k=2).fit(bf.datasets.load("stamp"))
-    >>> impossible_rows(res.problem, res.theta).tolist()
-    []
-    """
-    theta = np.asarray(theta, dtype=float)
-    found = []
-    with np.errstate(all="ignore"):
-        for rows, part in row_chunks(problem):
-            logf = mixture.component_log_density(part, mixture.component_etas(part, theta, NUMPY_OPS), NUMPY_OPS)
-            best = np.max(np.broadcast_to(logf, (part.n, part.k)), axis=1)
-            found.append(np.flatnonzero(np.isneginf(best)) + rows.start)
-    return np.concatenate(found)
 
 
 def _eta_derivatives(problem: MixtureProblem, ev: Evaluation):

@@ -48,6 +48,7 @@ __all__ = [
     "mixture_terms",
     "pointwise_loglike",
     "row_chunks",
+    "impossible_rows",
     "ROW_CHUNK",
 ]
 
@@ -289,3 +290,24 @@ def row_chunks(problem: MixtureProblem, size: int = ROW_CHUNK) -> tuple[tuple[sl
     )
     cached[size] = parts
     return parts
+
+
+def impossible_rows(problem: MixtureProblem, theta: np.ndarray) -> np.ndarray:
+    """Rows whose density is 0 in every class at ``theta`` (log density -inf in each column),
+    from the component densities alone, in row chunks (no mixture is formed).
+
+    Examples
+    --------
+    >>> import bayesfmm as bf
+    >>> res = bf.FMM("thickness ~ 1", k=2).fit(bf.datasets.load("stamp"))
+    >>> impossible_rows(res.problem, res.theta).tolist()
+    []
+    """
+    theta = np.asarray(theta, dtype=float)
+    found = []
+    with np.errstate(all="ignore"):
+        for rows, part in row_chunks(problem):
+            logf = component_log_density(part, component_etas(part, theta, NUMPY_OPS), NUMPY_OPS)
+            best = np.max(np.broadcast_to(logf, (part.n, part.k)), axis=1)
+            found.append(np.flatnonzero(np.isneginf(best)) + rows.start)
+    return np.concatenate(found)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -12,8 +13,8 @@ import pytest
 import bayesfmm as bf
 from bayesfmm import likelihood, mixture
 from bayesfmm.design import build_design
-from bayesfmm.families.base import RESPONSE_TERM, with_response_terms, without_response_terms
-from bayesfmm.families.gaussian import normal_weighted_fit
+from bayesfmm.families.base import RESPONSE_TERM, BatchedFit, with_response_terms, without_response_terms
+from bayesfmm.families.gaussian import gaussian, normal_weighted_fit
 from bayesfmm.likelihood import MixtureProblem, evaluate, loglike, score_hessian
 from bayesfmm.ml.chunks import component_newton_fit, e_step
 from bayesfmm.ops import NUMPY_OPS, Lazy
@@ -169,3 +170,22 @@ def test_import_loads_no_heavy_module():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_batched_m_step_equals_the_class_by_class_fits():
+    """The M-step's batched closed form (gaussian ``BatchedFit``) gives each class's own
+    weighted fit; a family replacing ``weighted_fit`` does not keep the batched form."""
+    rng = np.random.default_rng(3)
+    n = 40_000  # several blocks of the one-pass cross-products
+    X = np.c_[np.ones(n), rng.standard_normal((n, 2))]
+    y = X @ [1.0, -0.5, 2.0] + rng.standard_normal(n)
+    W = rng.random((n, 3))
+    fam = gaussian()
+    assert isinstance(fam.weighted_fit, BatchedFit)
+    batched = fam.fit_weighted_columns(y, [X, np.ones((n, 1))], [0.0, 0.0], W, {})
+    for j in range(3):
+        single = fam.weighted_fit(y, [X, np.ones((n, 1))], [0.0, 0.0], W[:, j], {})
+        for a, b in zip(batched[j], single):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    replaced = dataclasses.replace(fam, weighted_fit=lambda y, designs, offsets, weights, extra=None: ["mine"])
+    assert replaced.fit_weighted_columns(y, [X, np.ones((n, 1))], [0.0, 0.0], W, {}) == [["mine"]] * 3

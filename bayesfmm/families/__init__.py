@@ -22,13 +22,14 @@ from bayesfmm.families import (  # noqa: F401  (registration)  # noqa: F401  (re
     tpoisson,
     weibull,
 )
-from bayesfmm.families.base import AuxScale, ExtraColumn, Family, ResponseHook, Slot
+from bayesfmm.families.base import AuxScale, BatchedFit, ExtraColumn, Family, ResponseHook, Slot
 from bayesfmm.families.registry import family_names, get_family, register_family
 
 __all__ = [
     "Family",
     "Slot",
     "AuxScale",
+    "BatchedFit",
     "ExtraColumn",
     "ResponseHook",
     "get_family",

@@ -21,6 +21,7 @@ from bayesfmm.ops import NUMPY_OPS, Ops
 
 __all__ = [
     "AuxScale",
+    "BatchedFit",
     "ExtraColumn",
     "Family",
     "LOG_SCALE",
@@ -168,6 +169,24 @@ Derivatives = Callable[[Array, Sequence[Array], Extra], tuple[Array, Array]]
 
 
 @dataclass(frozen=True)
+class BatchedFit:
+    """A closed-form weighted fit (a family's ``weighted_fit``) with its batched form.
+
+    Called, it is the single fit ``(y, designs, offsets, weights, extra) -> list of
+    coefficient arrays``; ``columns(y, designs, offsets, W, extra)`` gives one such list per
+    column of the n x m weight matrix ``W``, computed in one pass over the data. Both
+    functions are defined at module level (a family without a recipe pickles field by
+    field).
+    """
+
+    single: Callable[..., list[Array]]
+    columns: Callable[..., list[list[Array]]]
+
+    def __call__(self, y: Array, designs: Sequence[Array], offsets: Sequence[Any], weights: Array, extra: Extra = None):
+        return self.single(y, designs, offsets, weights, extra)
+
+
+@dataclass(frozen=True)
 class Family:
     """A component distribution written once in its linear predictors.
 
@@ -202,13 +221,11 @@ class Family:
     weighted_fit
         Optional closed-form weighted ML fit used by the EM M-step:
         ``(y, designs, offsets, weights, extra) -> list of coefficient arrays``.
-    weighted_fits
-        Optional batched form of ``weighted_fit`` for one component under several weight
-        vectors (the columns of an n x m matrix): ``(y, designs, offsets, W, extra) -> one
-        list of coefficient arrays per column``, computed in one pass over the data. The
-        M-step uses it when several classes share a component's data (the usual
-        ``FMM("y ~ x", k=3)``); :meth:`fit_weighted_columns` falls back to ``weighted_fit``
-        column by column without it.
+        A :class:`BatchedFit` adds its batched form for several weight vectors at once,
+        which the M-step uses when classes share a component's data (the usual
+        ``FMM("y ~ x", k=3)``; :meth:`fit_weighted_columns`). The batched form belongs to
+        the fit it batches: a family made by ``dataclasses.replace(..., weighted_fit=f)``
+        never keeps the batched form of the fit it replaced.
     start_aux
         Start values of the auxiliary slots from a weighted sample:
         ``(y, weights) -> list of floats`` (one per auxiliary slot).
@@ -271,7 +288,6 @@ class Family:
     eta_derivatives: Derivatives | None = None
     weighted_hessian: Callable[..., Array] | None = None
     weighted_fit: Callable[..., list[Array]] | None = None
-    weighted_fits: Callable[..., list[list[Array]]] | None = None
     start_linear: Callable[..., list[Array]] | None = None
     sample: Callable[[Sequence[Array], np.random.Generator, Extra], Array] | None = None
     stata_name: str = ""
@@ -304,7 +320,7 @@ class Family:
         self, y: Array, designs: Sequence[Array], offsets: Sequence[Any], W: Array, extra: Extra
     ) -> list[list[Array]]:
         """The closed-form weighted fit (:attr:`weighted_fit`) under each column of ``W``
-        (n x m), batched when the family has :attr:`weighted_fits`.
+        (n x m), in one pass when the fit is a :class:`BatchedFit`.
 
         Examples
         --------
@@ -317,8 +333,8 @@ class Family:
         >>> all(np.allclose(a, b) for a, b in zip(fits[1], one))
         True
         """
-        if self.weighted_fits is not None:
-            return self.weighted_fits(y, designs, offsets, W, extra)
+        if isinstance(self.weighted_fit, BatchedFit):
+            return self.weighted_fit.columns(y, designs, offsets, W, extra)
         if self.weighted_fit is None:
             raise TypeError(f"family {self.name!r} has no closed-form weighted fit")
         return [self.weighted_fit(y, designs, offsets, W[:, j], extra) for j in range(W.shape[1])]

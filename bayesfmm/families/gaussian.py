@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from bayesfmm.families.base import LOG_SCALE, Family, Slot
+from bayesfmm.families.base import LOG_SCALE, BatchedFit, Family, Slot
 from bayesfmm.families.registry import register_family
 from bayesfmm.ops import LOG_2PI, Ops, cho_factor, cho_solve
 
@@ -169,8 +169,7 @@ def gaussian() -> Family:
         in_support=lambda y, extra: np.isfinite(y),
         support="finite",
         start_aux=_weighted_log_variance,
-        weighted_fit=normal_weighted_fit,
-        weighted_fits=normal_weighted_fits,
+        weighted_fit=BatchedFit(normal_weighted_fit, normal_weighted_fits),
         sample=normal_sample,
     )
 

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from bayesfmm.families.base import Family, response_term
+from bayesfmm.families.base import BatchedFit, Family, response_term
 from bayesfmm.families.gaussian import (
     SLOTS,
     _weighted_log_variance,
@@ -53,6 +53,14 @@ def _logsf(y: Any, etas: Sequence[Any], ops: Ops, extra: Any = None) -> Any:
     return ops.log_ndtr((mu - ops.log(y)) * ops.exp(-0.5 * lnvar))
 
 
+def _weighted_fit(y, designs, offsets, weights, extra=None):
+    return normal_weighted_fit(_log_y(y, extra), designs, offsets, weights)
+
+
+def _weighted_fits(y, designs, offsets, W, extra=None):
+    return normal_weighted_fits(_log_y(y, extra), designs, offsets, W)
+
+
 def lognormal() -> Family:
     """The lognormal family; ``mu`` is the mean of ``log y``, reported with ``var(e)``."""
     return Family(
@@ -67,10 +75,7 @@ def lognormal() -> Family:
         in_support=lambda y, extra: np.isfinite(y) & (y > 0),
         support="positive",
         start_aux=lambda y, w: _weighted_log_variance(np.log(y), w),
-        weighted_fit=lambda y, designs, offsets, weights, extra=None: normal_weighted_fit(
-            _log_y(y, extra), designs, offsets, weights
-        ),
-        weighted_fits=lambda y, designs, offsets, W, extra=None: normal_weighted_fits(_log_y(y, extra), designs, offsets, W),
+        weighted_fit=BatchedFit(_weighted_fit, _weighted_fits),
         sample=lambda etas, rng, extra=None: np.exp(normal_sample(etas, rng)),
         response_terms=log_response,
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bayesfmm.design import ComponentDesign
+from bayesfmm.families.base import BatchedFit
 from bayesfmm.iterlog import IterationLog, mreldif, reldif
 from bayesfmm.likelihood import Evaluation, MixtureProblem, complete_data_score_hessian
 from bayesfmm.ml.chunks import component_newton_fit, e_step
@@ -59,14 +60,14 @@ def weighted_component_fit(
 
 
 def _batched_components(problem: MixtureProblem, totals: np.ndarray) -> list[tuple[ComponentDesign, list[tuple[int, int]]]]:
-    """Components with a batched closed-form fit (``Family.weighted_fits``) that several
+    """Components with a batched closed-form fit (:class:`~bayesfmm.families.base.BatchedFit`) that several
     non-empty classes share, each with its ``(class, component)`` places."""
     shared: dict[int, tuple[ComponentDesign, list[tuple[int, int]]]] = {}
     for j, comps in enumerate(problem.design.classes):
         if totals[j] <= 0.5:
             continue
         for c, comp in enumerate(comps):
-            if comp.family.weighted_fits is not None:
+            if isinstance(comp.family.weighted_fit, BatchedFit):
                 shared.setdefault(id(comp), (comp, []))[1].append((j, c))
     return [(comp, places) for comp, places in shared.values() if len(places) > 1]
 

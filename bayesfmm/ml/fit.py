@@ -19,7 +19,8 @@ import pandas as pd
 from bayesfmm.design import build_design
 from bayesfmm.errors import ConvergenceError, ConvergenceWarning, DataError, IdentificationWarning, SpecificationError, rows_text
 from bayesfmm.iterlog import IterationLog
-from bayesfmm.likelihood import MixtureProblem, impossible_rows, loglike
+from bayesfmm.likelihood import MixtureProblem, loglike
+from bayesfmm.mixture import impossible_rows
 from bayesfmm.ml.em import EMOptions, EMResult, degeneracy, em
 from bayesfmm.ml.identification import check_minprior, small_classes, warn_identification, without_classes
 from bayesfmm.ml.multistart import em_from_starts
