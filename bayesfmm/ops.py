@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["Ops", "NUMPY_OPS", "pytensor_ops", "logsumexp_columns", "log_softmax", "expit", "cho_factor", "cho_solve", "Lazy", "special", "linalg"]
+__all__ = ["Ops", "NUMPY_OPS", "pytensor_ops", "recurrence_sums", "logsumexp_columns", "log_softmax", "expit", "cho_factor", "cho_solve", "Lazy", "special", "linalg"]
 
 
 class Lazy:
@@ -63,6 +63,54 @@ class Lazy:
 special = Lazy("scipy.special")
 linalg = Lazy("scipy.linalg")
 
+RECURRENCE_TABLE_MAX = 1_000_000  # largest count a recurrence table serves
+
+
+def recurrence_sums(y: Any, r: Any, term: Callable[[np.ndarray], np.ndarray]) -> np.ndarray | None:
+    """``sum_{m < y_i} term(r + m)`` for each row, read from one cumulative table up to
+    ``max(y)``, when the ``y`` are whole numbers in ``[0, RECURRENCE_TABLE_MAX]`` and ``r``
+    is one value (a scalar, or a vector holding one value); None otherwise.
+
+    The recurrences ``lgamma(r + y) - lgamma(r) = sum log(r + m)``, ``psi(r + y) - psi(r) =
+    sum 1 / (r + m)`` and ``psi1(r + y) - psi1(r) = -sum 1 / (r + m)^2`` turn the special
+    functions of a count density (the negative binomial's) into a table lookup.
+
+    Examples
+    --------
+    >>> from math import lgamma
+    >>> float(recurrence_sums(np.array([3.0]), 0.5, np.log)[0]) - (lgamma(3.5) - lgamma(0.5)) < 1e-12
+    True
+    >>> recurrence_sums(np.array([1.5]), 0.5, np.log) is None  # not a whole number
+    True
+    """
+    y = np.asarray(y)
+    if y.size == 0:
+        return None
+    if np.ndim(r) != 0:
+        r = np.asarray(r)
+        if r.size == 0 or r.min() != r.max():
+            return None
+        r = r.flat[0]
+    if not (0 <= y.min() and y.max() <= RECURRENCE_TABLE_MAX):  # False for NaN too
+        return None
+    idx = y.astype(np.intp)
+    if not np.array_equal(idx, y):
+        return None
+    top = int(idx.max())
+    table = np.empty(top + 1)
+    table[0] = 0.0
+    np.cumsum(term(float(r) + np.arange(top)), out=table[1:])
+    return table[idx]
+
+
+def _np_log_rising(r: Any, y: Any) -> Any:
+    """``lgamma(y + r) - lgamma(r)``: a table of ``sum log(r + m)`` for whole-number ``y``
+    and one ``r`` (:func:`recurrence_sums`), else scipy's ``gammaln`` twice."""
+    sums = recurrence_sums(y, r, np.log)
+    if sums is not None:
+        return sums
+    return special.gammaln(y + r) - special.gammaln(r)
+
 LOG_2PI = float(np.log(2.0 * np.pi))
 
 
@@ -80,6 +128,7 @@ class Ops:
     abs: Callable[[Any], Any]
     where: Callable[[Any, Any, Any], Any]
     gammaln: Callable[[Any], Any]
+    log_rising: Callable[[Any, Any], Any]  # ``log_rising(r, y) = gammaln(y + r) - gammaln(r)``
     erfc: Callable[[Any], Any]
     log_ndtr: Callable[[Any], Any]
     ndtr: Callable[[Any], Any]
@@ -225,6 +274,7 @@ NUMPY_OPS = Ops(
     abs=np.abs,
     where=np.where,
     gammaln=Lazy("scipy.special", "gammaln"),
+    log_rising=_np_log_rising,
     erfc=Lazy("scipy.special", "erfc"),
     log_ndtr=Lazy("scipy.special", "log_ndtr"),
     ndtr=Lazy("scipy.special", "ndtr"),
@@ -286,6 +336,7 @@ def pytensor_ops() -> Ops:
         abs=pt.abs,
         where=pt.switch,
         gammaln=pt.gammaln,
+        log_rising=lambda r, y: pt.gammaln(y + r) - pt.gammaln(r),
         erfc=pt.erfc,
         log_ndtr=_log_ndtr,
         ndtr=_normcdf,
