@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "bayesfmm"
 
 # Lowest first: a module may import modules of its own layer or of a layer before it.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "ops", "iterlog", "progress", "tasks", "formula"),
+    ("errors", "ops", "iterlog", "progress", "tasks", "formula", "memory"),
     ("families",),
     ("spec",),
     ("frame", "survey", "design"),

@@ -20,6 +20,7 @@ from bayesfmm.design import build_design
 from bayesfmm.errors import ConvergenceError, ConvergenceWarning, DataError, IdentificationWarning, SpecificationError, rows_text
 from bayesfmm.iterlog import IterationLog
 from bayesfmm.likelihood import MixtureProblem, loglike
+from bayesfmm.memory import keep_freed_pages
 from bayesfmm.mixture import impossible_rows
 from bayesfmm.ml.em import EMOptions, EMResult, degeneracy, em
 from bayesfmm.ml.identification import check_minprior, small_classes, warn_identification, without_classes
@@ -252,6 +253,7 @@ def fit_ml(
         )
     if not isinstance(spec, ModelSpec):
         raise SpecificationError(f"expected a bf.FMM, got {type(spec).__name__}")
+    keep_freed_pages()  # freed arrays are reused by later iterations and fits (bayesfmm.memory)
     start = parse_startvalues(startvalues)
     _check_seed(seed)
     minprior = check_minprior(minprior)
