@@ -66,10 +66,11 @@ linalg = Lazy("scipy.linalg")
 RECURRENCE_TABLE_MAX = 1_000_000  # largest count a recurrence table serves
 
 
-def recurrence_sums(y: Any, r: Any, term: Callable[[np.ndarray], np.ndarray]) -> np.ndarray | None:
-    """``sum_{m < y_i} term(r + m)`` for each row, read from one cumulative table up to
-    ``max(y)``, when the ``y`` are whole numbers in ``[0, RECURRENCE_TABLE_MAX]`` and ``r``
-    is one value (a scalar, or a vector holding one value); None otherwise.
+def recurrence_sums(y: Any, r: Any, *terms: Callable[[np.ndarray], np.ndarray]) -> list[np.ndarray] | None:
+    """``sum_{m < y_i} term(r + m)`` for each row and each of ``terms``, read from one
+    cumulative table per term up to ``max(y)``, when the ``y`` are whole numbers in
+    ``[0, RECURRENCE_TABLE_MAX]`` and ``r`` is one value (a scalar, or a vector holding one
+    value); None otherwise. The rows are checked once for all the terms.
 
     The recurrences ``lgamma(r + y) - lgamma(r) = sum log(r + m)``, ``psi(r + y) - psi(r) =
     sum 1 / (r + m)`` and ``psi1(r + y) - psi1(r) = -sum 1 / (r + m)^2`` turn the special
@@ -78,7 +79,7 @@ def recurrence_sums(y: Any, r: Any, term: Callable[[np.ndarray], np.ndarray]) ->
     Examples
     --------
     >>> from math import lgamma
-    >>> float(recurrence_sums(np.array([3.0]), 0.5, np.log)[0]) - (lgamma(3.5) - lgamma(0.5)) < 1e-12
+    >>> float(recurrence_sums(np.array([3.0]), 0.5, np.log)[0][0]) - (lgamma(3.5) - lgamma(0.5)) < 1e-12
     True
     >>> recurrence_sums(np.array([1.5]), 0.5, np.log) is None  # not a whole number
     True
@@ -97,10 +98,14 @@ def recurrence_sums(y: Any, r: Any, term: Callable[[np.ndarray], np.ndarray]) ->
     if not np.array_equal(idx, y):
         return None
     top = int(idx.max())
-    table = np.empty(top + 1)
-    table[0] = 0.0
-    np.cumsum(term(float(r) + np.arange(top)), out=table[1:])
-    return table[idx]
+    steps = float(r) + np.arange(top)
+    out = []
+    for term in terms:
+        table = np.empty(top + 1)
+        table[0] = 0.0
+        np.cumsum(term(steps), out=table[1:])
+        out.append(table[idx])
+    return out
 
 
 def _np_log_rising(r: Any, y: Any) -> Any:
@@ -108,7 +113,7 @@ def _np_log_rising(r: Any, y: Any) -> Any:
     and one ``r`` (:func:`recurrence_sums`), else scipy's ``gammaln`` twice."""
     sums = recurrence_sums(y, r, np.log)
     if sums is not None:
-        return sums
+        return sums[0]
     return special.gammaln(y + r) - special.gammaln(r)
 
 LOG_2PI = float(np.log(2.0 * np.pi))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import subprocess
 import sys
 
@@ -182,6 +183,7 @@ def test_batched_m_step_equals_the_class_by_class_fits():
     W = rng.random((n, 3))
     fam = gaussian()
     assert isinstance(fam.weighted_fit, BatchedFit)
+    assert pickle.loads(pickle.dumps(fam.weighted_fit)) == fam.weighted_fit
     batched = fam.fit_weighted_columns(y, [X, np.ones((n, 1))], [0.0, 0.0], W, {})
     for j in range(3):
         single = fam.weighted_fit(y, [X, np.ones((n, 1))], [0.0, 0.0], W[:, j], {})

@@ -31,7 +31,7 @@ from bayesfmm.ops import (
     special,  # scipy.special, loaded on first use
 )
 
-__all__ = ["nbinomial", "DISPERSIONS", "digamma_gap", "trigamma_gap"]
+__all__ = ["nbinomial", "DISPERSIONS", "digamma_trigamma_gaps"]
 
 DISPERSIONS = ("mean", "constant")
 MIN_START_DISPERSION = 0.05
@@ -70,38 +70,25 @@ def _minus_inverse_square(x: np.ndarray) -> np.ndarray:
     return -1.0 / np.square(x)
 
 
-def digamma_gap(y: np.ndarray, r: Any) -> np.ndarray:
-    """``psi(y + r) - psi(r)``: ``sum_{m < y} 1 / (r + m)`` from a table for whole-number
-    counts and one size ``r`` (:func:`~bayesfmm.ops.recurrence_sums`), else scipy."""
-    sums = recurrence_sums(y, r, _reciprocal)
-    return sums if sums is not None else special.digamma(y + r) - special.digamma(r)
-
-
-def trigamma_gap(y: np.ndarray, r: Any) -> np.ndarray:
-    """``psi1(y + r) - psi1(r)``: ``-sum_{m < y} 1 / (r + m)^2`` from a table for
-    whole-number counts and one size ``r`` (two Hurwitz zeta calls per row otherwise,
-    about 50x slower).
+def digamma_trigamma_gaps(y: np.ndarray, r: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``psi(y + r) - psi(r)`` and ``psi1(y + r) - psi1(r)``: for whole-number counts and one
+    size ``r``, ``sum_{m < y} 1 / (r + m)`` and ``-sum_{m < y} 1 / (r + m)^2`` from tables
+    (:func:`~bayesfmm.ops.recurrence_sums`; the trigamma difference otherwise costs two
+    Hurwitz zeta calls per row, about 50x slower); else scipy's functions.
 
     Examples
     --------
     >>> import numpy as np
     >>> from scipy.special import polygamma
     >>> y = np.array([0.0, 1.0, 7.0, 250.0])
-    >>> bool(np.allclose(trigamma_gap(y, 0.7), polygamma(1, y + 0.7) - polygamma(1, 0.7), rtol=1e-12))
+    >>> tri = digamma_trigamma_gaps(y, 0.7)[1]
+    >>> bool(np.allclose(tri, polygamma(1, y + 0.7) - polygamma(1, 0.7), rtol=1e-12))
     True
     """
-    sums = recurrence_sums(y, r, _minus_inverse_square)
-    return sums if sums is not None else special.polygamma(1, y + r) - special.polygamma(1, r)
-
-
-def _size(lnalpha: Any, ones: np.ndarray) -> Any:
-    """NB2's size ``1/alpha``: a scalar when the dispersion is the same on every row (an
-    intercept-only slot, as a scalar or as a constant vector), else per row."""
-    if np.ndim(lnalpha) == 0:
-        return float(np.exp(-lnalpha))
-    if lnalpha.size and lnalpha.min() == lnalpha.max():
-        return float(np.exp(-lnalpha.flat[0]))
-    return 1.0 / (np.exp(lnalpha) * ones)
+    sums = recurrence_sums(y, r, _reciprocal, _minus_inverse_square)
+    if sums is not None:
+        return sums[0], sums[1]
+    return special.digamma(y + r) - special.digamma(r), special.polygamma(1, y + r) - special.polygamma(1, r)
 
 
 def _nb2_derivatives(y: np.ndarray, etas: Sequence[np.ndarray], extra: Any = None):
@@ -109,11 +96,9 @@ def _nb2_derivatives(y: np.ndarray, etas: Sequence[np.ndarray], extra: Any = Non
     eta, lnalpha = etas
     y = np.asarray(y, dtype=float)
     ones = np.ones_like(y)
-    size = _size(lnalpha, ones)
-    tri = trigamma_gap(y, size)
-    dig = digamma_gap(y, size)
     a = np.exp(lnalpha) * ones
     r = 1.0 / a
+    dig, tri = digamma_trigamma_gaps(y, r)  # tables when the dispersion is one value
     mu = np.exp(eta) * ones
     am = a * mu
     q = 1.0 / (1.0 + am)
