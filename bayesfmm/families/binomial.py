@@ -26,7 +26,6 @@ from bayesfmm.ops import (
     LOG_2PI,
     NUMPY_OPS,
     Ops,
-    expit,
     special,  # scipy.special, loaded on first use
 )
 
@@ -42,7 +41,8 @@ class Link:
 
     ``log_p``/``log_q`` give ``log p`` and ``log(1 - p)`` (any backend); ``p`` the success
     probability; ``derivatives(eta)`` (numpy) gives the first and second derivatives of
-    ``log p`` and ``log(1 - p)`` in ``eta``.
+    ``log p`` and ``log(1 - p)`` in ``eta``; ``log_pq`` (optional) both logs at once, sharing
+    their work (the same values as ``log_p`` and ``log_q``).
     """
 
     name: str
@@ -50,11 +50,20 @@ class Link:
     log_q: Callable[[Any, Ops], Any]
     p: Callable[[Any, Ops], Any]
     derivatives: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+    log_pq: Callable[[Any, Ops], tuple[Any, Any]] | None = None
 
 
 def _logit_derivatives(eta):
-    p = expit(eta)
-    q = expit(-eta)
+    """``p = expit(eta)`` and ``q = expit(-eta)`` from one ``exp(-|eta|)``: ``1 / (1 + e)``
+    on the side of the larger one and ``e / (1 + e)`` on the other, each within an ulp of
+    ``expit``, and the tails (``|eta|`` past 745) exactly 0 and 1 as there."""
+    eta = np.asarray(eta, dtype=float)
+    e = np.exp(-np.abs(eta))
+    large = 1.0 / (1.0 + e)
+    small = e * large
+    positive = eta >= 0
+    p = np.where(positive, large, small)
+    q = np.where(positive, small, large)
     pq = -p * q
     return q, pq, -p, pq
 
@@ -95,6 +104,7 @@ LINKS: dict[str, Link] = {
         log_q=lambda eta, ops: -ops.softplus(eta),
         p=lambda eta, ops: ops.sigmoid(eta),
         derivatives=_logit_derivatives,
+        log_pq=lambda eta, ops: ops.log_sigmoid_pair(eta),
     ),
     "probit": Link(
         "probit",
@@ -123,6 +133,9 @@ def _link(link: Any, family: str) -> Link:
 
 def _kernel(y: Any, eta: Any, n: Any, link: Link, ops: Ops) -> Any:
     """``y log p + (n - y) log(1 - p)``: the binomial log density without ``log C(n, y)``."""
+    if link.log_pq is not None:
+        log_p, log_q = link.log_pq(eta, ops)
+        return y * log_p + (n - y) * log_q
     return y * link.log_p(eta, ops) + (n - y) * link.log_q(eta, ops)
 
 

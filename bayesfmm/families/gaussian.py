@@ -91,6 +91,25 @@ def _solve_normal_equations(cross: np.ndarray, rhs: np.ndarray) -> np.ndarray | 
         return None
 
 
+def _solve_normal_equations_stacked(cross: np.ndarray, rhs: np.ndarray) -> list[np.ndarray | None]:
+    """:func:`_solve_normal_equations` for a stack of systems (``m x p x p``, ``m x p``),
+    each LAPACK call made once for the whole stack (the same routine per matrix, so the
+    same floats); a stack holding a non-finite or non-positive-definite matrix is solved
+    one system at a time."""
+    scale = np.sqrt(np.maximum(np.diagonal(cross, axis1=1, axis2=2), 1e-300))
+    scaled = cross / (scale[:, :, None] * scale[:, None, :])
+    if np.isfinite(scaled).all():
+        try:
+            cond = np.linalg.cond(scaled)
+            factor = np.linalg.cholesky(scaled)
+            inner = np.linalg.solve(factor, (rhs / scale)[:, :, None])
+            beta = np.linalg.solve(np.swapaxes(factor, 1, 2), inner)[:, :, 0] / scale
+            return [None if c > 1e10 else b for c, b in zip(cond, beta)]
+        except np.linalg.LinAlgError:
+            pass
+    return [_solve_normal_equations(c, r) for c, r in zip(cross, rhs)]
+
+
 def _lstsq(x: np.ndarray, target: np.ndarray, weights: np.ndarray) -> np.ndarray:
     sw = np.sqrt(weights)
     return np.linalg.lstsq(x * sw[:, None], target * sw, rcond=None)[0]
@@ -105,12 +124,19 @@ def _weighted_least_squares(x: np.ndarray, target: np.ndarray, weights: np.ndarr
     return _lstsq(x, target, weights) if beta is None else beta
 
 
-def _fit_from_gram(gram: np.ndarray, x: np.ndarray, target: np.ndarray, weights: np.ndarray) -> list[np.ndarray]:
-    """Coefficients and log variance from ``[X, t]' W [X, t]``: the residual sum of squares
-    is ``t'Wt - b'X'Wt`` at the solution, recomputed from the residuals when that
+_UNSOLVED = object()
+
+
+def _fit_from_gram(
+    gram: np.ndarray, x: np.ndarray, target: np.ndarray, weights: np.ndarray, beta: Any = _UNSOLVED
+) -> list[np.ndarray]:
+    """Coefficients and log variance from ``[X, t]' W [X, t]`` (``beta``: its normal
+    equations' solution when already solved, None when that failed): the residual sum of
+    squares is ``t'Wt - b'X'Wt`` at the solution, recomputed from the residuals when that
     difference loses more than half the digits (a fit close to perfect)."""
     m = x.shape[1]
-    beta = _solve_normal_equations(gram[:m, :m], gram[:m, m])
+    if beta is _UNSOLVED:
+        beta = _solve_normal_equations(gram[:m, :m], gram[:m, m])
     total = weights.sum()
     ssr = None
     if beta is not None:
@@ -140,7 +166,9 @@ def normal_weighted_fits(y, designs, offsets, W, extra=None):
     x = designs[0]
     target = y - offsets[0]
     grams = _weighted_grams(x, target, W)
-    return [_fit_from_gram(grams[j], x, target, W[:, j]) for j in range(W.shape[1])]
+    m = x.shape[1]
+    betas = _solve_normal_equations_stacked(grams[:, :m, :m], grams[:, :m, m])
+    return [_fit_from_gram(grams[j], x, target, W[:, j], betas[j]) for j in range(W.shape[1])]
 
 
 def _weighted_log_variance(y: np.ndarray, weights: np.ndarray) -> list[float]:
