@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -466,6 +467,14 @@ def _group_products(part: MixtureProblem, plan, W: np.ndarray) -> list[np.ndarra
     return out
 
 
+@lru_cache(maxsize=64)
+def _tril(m: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.tril_indices(m)``, built once per size (a Newton iteration places dozens of blocks)."""
+    rows, cols = np.tril_indices(m)
+    rows.flags.writeable = cols.flags.writeable = False
+    return rows, cols
+
+
 def _scatter_groups(H: np.ndarray, problem: MixtureProblem, plan, sums: list[np.ndarray]) -> None:
     """Add ``X_a' diag(w_ab) X_b`` of every planned pair (and its mirror) to ``H``."""
     etas = problem.etas
@@ -479,8 +488,9 @@ def _scatter_groups(H: np.ndarray, problem: MixtureProblem, plan, sums: list[np.
             elif group.kind == "XX":
                 m = ea.X.shape[1]
                 block = np.empty((m, m))
-                block[np.tril_indices(m)] = total[q]
-                block.T[np.tril_indices(m)] = total[q]
+                tril = _tril(m)
+                block[tril] = total[q]
+                block.T[tril] = total[q]
             else:
                 block = total
             H[ea.cols, eb.cols] += block

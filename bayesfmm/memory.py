@@ -18,7 +18,6 @@ This is a setting of the process's allocator, not of bayesfmm: it is made only o
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 from functools import lru_cache
@@ -43,7 +42,9 @@ def keep_freed_pages() -> bool:
     if os.environ.get("BAYESFMM_KEEP_PAGES", "1") == "0" or not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        # glibc's soname on every Linux architecture; ctypes.util.find_library("c") would
+        # run ldconfig in a subprocess (3-4 ms of the first fit)
+        libc = ctypes.CDLL("libc.so.6")
         mallopt = libc.mallopt
     except (OSError, AttributeError):  # not glibc
         return False
