@@ -355,6 +355,7 @@ class _PairGroup:
 
 
 _PLANS: "weakref.WeakKeyDictionary[MixtureProblem, tuple]" = weakref.WeakKeyDictionary()
+_tril = lru_cache(maxsize=64)(np.tril_indices)  # built once per size, read only as an index
 
 
 def _constant_class_probs(problem: MixtureProblem) -> bool:
@@ -467,14 +468,6 @@ def _group_products(part: MixtureProblem, plan, W: np.ndarray) -> list[np.ndarra
     return out
 
 
-@lru_cache(maxsize=64)
-def _tril(m: int) -> tuple[np.ndarray, np.ndarray]:
-    """``np.tril_indices(m)``, built once per size (a Newton iteration places dozens of blocks)."""
-    rows, cols = np.tril_indices(m)
-    rows.flags.writeable = cols.flags.writeable = False
-    return rows, cols
-
-
 def _scatter_groups(H: np.ndarray, problem: MixtureProblem, plan, sums: list[np.ndarray]) -> None:
     """Add ``X_a' diag(w_ab) X_b`` of every planned pair (and its mirror) to ``H``."""
     etas = problem.etas
@@ -488,9 +481,7 @@ def _scatter_groups(H: np.ndarray, problem: MixtureProblem, plan, sums: list[np.
             elif group.kind == "XX":
                 m = ea.X.shape[1]
                 block = np.empty((m, m))
-                tril = _tril(m)
-                block[tril] = total[q]
-                block.T[tril] = total[q]
+                block[_tril(m)] = block.T[_tril(m)] = total[q]
             else:
                 block = total
             H[ea.cols, eb.cols] += block
