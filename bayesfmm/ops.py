@@ -192,6 +192,25 @@ def _np_log_sigmoid_pair(x):
     return log_p[()], log_q[()]
 
 
+def _logsumexp_two_columns(joint: np.ndarray, top: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`logsumexp_columns` of two finite-maximum columns with one ``exp`` per row: the
+    larger column's term is ``exp(0) = 1``, so only the smaller one's is computed (the same
+    floats as the general loop)."""
+    first, second = joint[:, 0], joint[:, 1]
+    term = np.minimum(first, second)
+    term -= top
+    np.exp(term, out=term)  # the smaller column's term; 1 on ties
+    total = term + 1.0
+    first_larger = first >= second
+    larger = np.divide(1.0, total)
+    term /= total
+    resp = np.empty_like(joint, order="F")
+    np.copyto(resp[:, 0], np.where(first_larger, larger, term))
+    np.copyto(resp[:, 1], np.where(first_larger, term, larger))
+    np.log(total, out=total)
+    return np.add(top, total, out=top), resp
+
+
 def logsumexp_columns(joint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Row-wise logsumexp of an n x k array, and ``exp(joint - lse)`` (column-major).
 
@@ -212,6 +231,8 @@ def logsumexp_columns(joint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         np.maximum(top, joint[:, j], out=top)
     if not np.isfinite(top.sum()):  # one reduction, no mask, in the usual all-finite case
         top[~np.isfinite(top)] = 0.0
+    elif k == 2:
+        return _logsumexp_two_columns(joint, top)
     resp = np.empty_like(joint, order="F")
     total = None  # the first two classes' terms, then the running sum: no zeros, no copy
     for j in range(k):
