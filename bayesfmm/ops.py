@@ -165,10 +165,15 @@ def _np_softplus(x):
     True
     """
     x = np.asarray(x, dtype=float)
-    with np.errstate(over="ignore", invalid="ignore"):
-        out = np.log1p(np.exp(-np.abs(x)))
+    out = _softplus_tail(x)
     out += np.maximum(x, 0.0)
     return out[()]  # a numpy scalar for a scalar, as np.logaddexp gives
+
+
+def _softplus_tail(x: np.ndarray) -> np.ndarray:
+    """``log1p(exp(-|x|))``: the part ``softplus(x)`` and ``softplus(-x)`` share."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.log1p(np.exp(-np.abs(x)))
 
 
 def _np_log_sigmoid_pair(x):
@@ -183,8 +188,7 @@ def _np_log_sigmoid_pair(x):
     True
     """
     x = np.asarray(x, dtype=float)
-    with np.errstate(over="ignore", invalid="ignore"):
-        shared = np.log1p(np.exp(-np.abs(x)))
+    shared = _softplus_tail(x)
     log_p = np.minimum(x, 0.0)
     log_p -= shared
     log_q = np.minimum(-x, 0.0)

@@ -48,7 +48,7 @@ TAIL = 30.0
 
 
 def _logit(ops: Ops, eta: Any) -> tuple[Any, Any, Any, Any]:
-    return ops.sigmoid(eta), ops.sigmoid(-eta), -ops.softplus(-eta), -ops.softplus(eta)
+    return (ops.sigmoid(eta), ops.sigmoid(-eta), *ops.log_sigmoid_pair(eta))
 
 
 def _probit(ops: Ops, eta: Any) -> tuple[Any, Any, Any, Any]:
