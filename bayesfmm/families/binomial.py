@@ -56,7 +56,8 @@ class Link:
 def _logit_derivatives(eta):
     """``p = expit(eta)`` and ``q = expit(-eta)`` from one ``exp(-|eta|)``: ``1 / (1 + e)``
     on the side of the larger one and ``e / (1 + e)`` on the other, each within an ulp of
-    ``expit``, and the tails (``|eta|`` past 745) exactly 0 and 1 as there."""
+    ``expit`` (tests/test_engine_kernels.py), and the tails (``|eta|`` past 745.2) exactly 0
+    and 1 as there (between 709.8 and 745.2 a subnormal where ``expit`` rounds to 0)."""
     eta = np.asarray(eta, dtype=float)
     e = np.exp(-np.abs(eta))
     large = 1.0 / (1.0 + e)

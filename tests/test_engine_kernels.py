@@ -1,0 +1,129 @@
+"""The engine's small kernels that issue 14 rewrote for speed give the numbers of the
+formulas they replace: the same floats where the arithmetic is the same (stacked normal
+equations, two-class logsumexp, softplus pairs), within an ulp where it is not (the logit
+derivatives), and a component's Newton fit at the same maximum."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayesfmm as bf
+from bayesfmm.families.binomial import _logit_derivatives
+from bayesfmm.families.gaussian import _solve_normal_equations, _solve_normal_equations_stacked
+from bayesfmm.likelihood import score_hessian
+from bayesfmm.ops import _np_log_sigmoid_pair, _np_softplus, expit, logsumexp_columns
+
+
+def _systems(seed: int, m: int, p: int, collinear: bool):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((60, p))
+    if collinear:  # condition number past 1e10: the solver must report None, as one at a time
+        X[:, -1] = X[:, 0] * (1 + 1e-9 * rng.standard_normal(60))
+    W = rng.random((60, m))
+    cross = np.stack([X.T @ (W[:, j, None] * X) for j in range(m)])
+    return cross, rng.standard_normal((m, p))
+
+
+@pytest.mark.parametrize("collinear", [False, True])
+@pytest.mark.parametrize("m,p", [(1, 1), (2, 3), (3, 3), (5, 7)])
+def test_stacked_normal_equations_are_the_one_at_a_time_floats(m, p, collinear):
+    cross, rhs = _systems(m * 10 + p, m, p, collinear and p > 1)
+    stacked = _solve_normal_equations_stacked(cross, rhs)
+    for j in range(m):
+        one = _solve_normal_equations(cross[j], rhs[j])
+        assert (one is None) == (stacked[j] is None)
+        if one is not None:
+            assert np.array_equal(one, stacked[j])
+
+
+def test_stacked_normal_equations_fall_back_on_a_bad_matrix():
+    cross, rhs = _systems(1, 3, 2, False)
+    cross[1] = [[1.0, 2.0], [2.0, 1.0]]  # indefinite: Cholesky fails for this one only
+    stacked = _solve_normal_equations_stacked(cross, rhs)
+    assert stacked[1] is None
+    for j in (0, 2):
+        assert np.array_equal(stacked[j], _solve_normal_equations(cross[j], rhs[j]))
+
+
+def _general_logsumexp(joint: np.ndarray):
+    """The k-column loop of logsumexp_columns, for a k = 2 array (a third column of -inf
+    adds 0 to every row's total and keeps the general path)."""
+    lse, resp = logsumexp_columns(np.column_stack([joint, np.full(joint.shape[0], -np.inf)]))
+    return lse, resp[:, :2]
+
+
+@pytest.mark.parametrize("scale", [0.1, 5.0, 400.0])
+def test_two_class_logsumexp_is_the_general_loops_floats(scale):
+    rng = np.random.default_rng(3)
+    joint = np.asfortranarray(rng.standard_normal((2000, 2)) * scale)
+    joint[::7, 1] = joint[::7, 0]  # ties
+    joint[::11, 0] = -np.inf  # a class whose density is 0 on the row
+    lse, resp = logsumexp_columns(joint)
+    ref_lse, ref_resp = _general_logsumexp(joint)
+    assert np.array_equal(lse, ref_lse) and np.array_equal(resp, ref_resp)
+    # and the numbers themselves (numpy's logaddexp as the oracle)
+    np.testing.assert_allclose(lse, np.logaddexp(joint[:, 0], joint[:, 1]), rtol=1e-15, atol=1e-12)
+    np.testing.assert_allclose(resp.sum(axis=1), 1.0, rtol=1e-15)
+
+
+def test_two_class_logsumexp_keeps_the_non_finite_rules():
+    joint = np.array([[-np.inf, -np.inf], [np.inf, 0.0], [np.nan, 1.0], [0.0, 0.0]])
+    with np.errstate(all="ignore"):
+        lse, resp = logsumexp_columns(joint)
+        ref_lse, ref_resp = _general_logsumexp(joint)
+    assert np.array_equal(lse, ref_lse, equal_nan=True)
+    assert np.array_equal(resp, ref_resp, equal_nan=True)
+
+
+def test_softplus_and_log_sigmoid_pair_are_logaddexps_floats():
+    x = np.concatenate([np.linspace(-800, 800, 4001), [0.0, -0.0, np.inf, -np.inf, 1e-300, -1e-300]])
+    assert np.array_equal(_np_softplus(x), np.logaddexp(0.0, x))
+    log_p, log_q = _np_log_sigmoid_pair(x)
+    assert np.array_equal(log_p, -np.logaddexp(0.0, -x))
+    assert np.array_equal(log_q, -np.logaddexp(0.0, x))
+    assert isinstance(_np_softplus(2.0), np.floating)  # a scalar stays a scalar
+
+
+def test_logit_derivatives_within_an_ulp_of_expit():
+    eta = np.concatenate([np.random.default_rng(0).standard_normal(20000) * 15, [0.0, 745.0, -745.0, 800.0, -800.0]])
+    q, pq, minus_p, _ = _logit_derivatives(eta)
+    p_ref, q_ref = expit(eta), expit(-eta)
+    # atol: for 709.8 < |eta| < 745.2 the tail is subnormal here, where expit's exp(|eta|)
+    # overflows and rounds it to 0
+    np.testing.assert_allclose(-minus_p, p_ref, rtol=5e-16, atol=1e-307)
+    np.testing.assert_allclose(q, q_ref, rtol=5e-16, atol=1e-307)
+    np.testing.assert_allclose(pq, -p_ref * q_ref, rtol=2e-15, atol=1e-307)
+    assert q[-2] == 0.0 and minus_p[-1] == 0.0 and q[-1] == 1.0  # past 745.2: exactly 0 and 1
+
+
+def test_binomial_mixture_reaches_the_same_maximum_as_a_tight_newton():
+    """The logit M-step's shortcuts (one exp, the last Newton step taken without Q) leave
+    the fit at the maximum: Newton from the fit moves the llf by less than 1e-9."""
+    rng = np.random.default_rng(11)
+    n = 3000
+    x = rng.standard_normal(n)
+    cls = rng.random(n) < 0.4
+    trials = rng.integers(5, 15, n)
+    y = rng.binomial(trials, expit(np.where(cls, -1.0 + 0.8 * x, 1.5 - 0.6 * x)))
+    df = pd.DataFrame({"y": y, "n": trials, "x": x})
+    res = bf.FMM("y ~ x", family="binomial", trials="n", k=2).fit(df, search=0)
+    assert res.converged
+    _, g, H = score_hessian(res.problem, res.theta)
+    step = np.linalg.solve(-H, g)
+    assert 0.5 * g @ step < 1e-9  # the quadratic model's gain at the fit
+    assert np.max(np.abs(g)) < 1e-3
+
+
+def test_log_sigmoid_pair_is_the_same_function_in_pytensor():
+    pytensor = pytest.importorskip("pytensor")
+    import pytensor.tensor as pt
+
+    from bayesfmm.ops import pytensor_ops
+
+    x = np.linspace(-60, 60, 241)
+    xt = pt.dvector("x")
+    graph = pytensor.function([xt], list(pytensor_ops().log_sigmoid_pair(xt)))
+    for got, want in zip(graph(x), _np_log_sigmoid_pair(x)):
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-300)
