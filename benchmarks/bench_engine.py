@@ -10,7 +10,9 @@ Five parts, printed as tables and written to ``benchmarks/results/bench_engine_*
    bayesfmm``, then the first fit (``FMM(...)`` built and fitted: it pays formulaic's first
    use and scipy's lazily loaded submodules), then warm fits (median). flexmix runs on the
    same data (``flexmix_fit.R``, timed inside R, from the partition our default start
-   uses), with its log likelihood.
+   uses), with its log likelihood. Up to n = 1e4, where one fit takes 20-300 ms and moves
+   by up to 2x between identical runs, each time is the median of 3 fresh processes
+   (warm: of 11 fits each) and of 3 flexmix runs.
    Each model is timed twice: its default fit (which now also searches 20 random starts
    for a better maximum, ``bayesfmm.ml.search``) and ``search=0`` (the default start
    alone: start values, EM, Newton and the covariance, what flexmix's one fit does).
@@ -149,15 +151,35 @@ def flexmix(df: pd.DataFrame, formula: str, family: str, k: int) -> tuple[float,
 FITS = {"default": "", "search=0": ", search=0"}  # the default fit, and its start alone (no search)
 
 
+SMALL_N = 10_000  # up to here a cell is the median of SMALL_REPEATS processes and flexmix runs
+SMALL_REPEATS = 3
+
+
+def _median_flexmix(df: pd.DataFrame, formula: str, family: str, k: int, repeats: int) -> tuple[float, float]:
+    runs = [flexmix(df, formula, family, k) for _ in range(repeats)]
+    return statistics.median(r[0] for r in runs), runs[0][1]
+
+
+def _median_child(code: str, repeats: int) -> dict:
+    """One child's results, its times the medians over ``repeats`` fresh processes (a
+    fit of 20-50 ms moves by up to 2x between identical processes on a shared machine)."""
+    runs = [run_child(code) for _ in range(repeats)]
+    out = dict(runs[0])
+    for key in ("import_s", "first_s", "warm_s"):
+        out[key] = statistics.median(r[key] for r in runs)
+    return out
+
+
 def ratio_table(sizes, with_flexmix: bool) -> list[dict]:
     rows = []
     for kind, (model, formula, family, k) in MODELS.items():
         for n in sizes:
-            reps = 5 if n <= 10_000 else (3 if n <= 100_000 else 1)
-            flex = flexmix(simulate(kind, n), formula, family, k) if with_flexmix else None
+            reps = 11 if n <= SMALL_N else (3 if n <= 100_000 else 1)
+            repeats = SMALL_REPEATS if n <= SMALL_N else 1
+            flex = _median_flexmix(simulate(kind, n), formula, family, k, repeats) if with_flexmix else None
             for fit, kw in FITS.items():
                 code = CHILD % {"repo": str(REPO), "here": str(HERE), "kind": kind, "n": n, "model": model, "reps": reps, "kw": kw}
-                row = {"model": kind, "fit": fit, "n": n, **run_child(code)}
+                row = {"model": kind, "fit": fit, "n": n, **_median_child(code, repeats)}
                 if flex is not None:
                     row["flexmix_s"], row["flexmix_llf"] = flex
                     row["x_first"] = row["flexmix_s"] / row["first_s"]
