@@ -10,9 +10,10 @@ Five parts, printed as tables and written to ``benchmarks/results/bench_engine_*
    bayesfmm``, then the first fit (``FMM(...)`` built and fitted: it pays formulaic's first
    use and scipy's lazily loaded submodules), then warm fits (median). flexmix runs on the
    same data (``flexmix_fit.R``, timed inside R, from the partition our default start
-   uses), with its log likelihood. Up to n = 1e4, where one fit takes 20-300 ms and moves
-   by up to 2x between identical runs, each time is the median of 3 fresh processes
-   (warm: of 11 fits each) and of 3 flexmix runs.
+   uses), with its log likelihood. Up to n = 1e5 each time is the median of 3 rounds,
+   each round a flexmix run followed by a fresh bayesfmm process per fit (warm: the median
+   of 11 fits at n <= 1e4, 3 at 1e5): a shared machine's speed drifts by up to 1.7x over
+   tens of seconds, so both sides of a ratio are timed in the same stretch of time.
    Each model is timed twice: its default fit (which now also searches 20 random starts
    for a better maximum, ``bayesfmm.ml.search``) and ``search=0`` (the default start
    alone: start values, EM, Newton and the covariance, what flexmix's one fit does).
@@ -151,19 +152,12 @@ def flexmix(df: pd.DataFrame, formula: str, family: str, k: int) -> tuple[float,
 FITS = {"default": "", "search=0": ", search=0"}  # the default fit, and its start alone (no search)
 
 
-SMALL_N = 10_000  # up to here a cell is the median of SMALL_REPEATS processes and flexmix runs
+SMALL_N = 100_000  # up to here a cell is the median of SMALL_REPEATS processes and flexmix runs
 SMALL_REPEATS = 3
 
 
-def _median_flexmix(df: pd.DataFrame, formula: str, family: str, k: int, repeats: int) -> tuple[float, float]:
-    runs = [flexmix(df, formula, family, k) for _ in range(repeats)]
-    return statistics.median(r[0] for r in runs), runs[0][1]
-
-
-def _median_child(code: str, repeats: int) -> dict:
-    """One child's results, its times the medians over ``repeats`` fresh processes (a
-    fit of 20-50 ms moves by up to 2x between identical processes on a shared machine)."""
-    runs = [run_child(code) for _ in range(repeats)]
+def _median_runs(runs: list[dict]) -> dict:
+    """The first run's results, its times the medians over the runs."""
     out = dict(runs[0])
     for key in ("import_s", "first_s", "warm_s"):
         out[key] = statistics.median(r[key] for r in runs)
@@ -171,15 +165,28 @@ def _median_child(code: str, repeats: int) -> dict:
 
 
 def ratio_table(sizes, with_flexmix: bool) -> list[dict]:
+    """Up to :data:`SMALL_N` each cell takes :data:`SMALL_REPEATS` rounds, and each round
+    runs flexmix and then a fresh bayesfmm process per fit one after the other: this
+    machine's speed drifts by up to 1.7x over tens of seconds (the same warm Poisson fit at
+    n = 1e4 took 30-55 ms in one 20 s loop), so the two sides of a ratio are timed in the
+    same stretch of time and each side's median is taken over the rounds."""
     rows = []
     for kind, (model, formula, family, k) in MODELS.items():
         for n in sizes:
-            reps = 11 if n <= SMALL_N else (3 if n <= 100_000 else 1)
+            df = simulate(kind, n)
+            reps = 11 if n <= 10_000 else (3 if n <= 100_000 else 1)
             repeats = SMALL_REPEATS if n <= SMALL_N else 1
-            flex = _median_flexmix(simulate(kind, n), formula, family, k, repeats) if with_flexmix else None
-            for fit, kw in FITS.items():
-                code = CHILD % {"repo": str(REPO), "here": str(HERE), "kind": kind, "n": n, "model": model, "reps": reps, "kw": kw}
-                row = {"model": kind, "fit": fit, "n": n, **_median_child(code, repeats)}
+            flex_runs: list[tuple[float, float]] = []
+            child_runs: dict[str, list[dict]] = {fit: [] for fit in FITS}
+            for _ in range(repeats):
+                if with_flexmix:
+                    flex_runs.append(flexmix(df, formula, family, k))
+                for fit, kw in FITS.items():
+                    code = CHILD % {"repo": str(REPO), "here": str(HERE), "kind": kind, "n": n, "model": model, "reps": reps, "kw": kw}
+                    child_runs[fit].append(run_child(code))
+            flex = (statistics.median(r[0] for r in flex_runs), flex_runs[0][1]) if flex_runs else None
+            for fit in FITS:
+                row = {"model": kind, "fit": fit, "n": n, **_median_runs(child_runs[fit])}
                 if flex is not None:
                     row["flexmix_s"], row["flexmix_llf"] = flex
                     row["x_first"] = row["flexmix_s"] / row["first_s"]
