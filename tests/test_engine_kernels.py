@@ -156,16 +156,13 @@ def test_one_newton_step_m_step_is_monotone_and_ends_at_the_full_m_steps_maximum
     generalised EM step): the log likelihood never falls from one EM iteration to the next,
     and the fit ends at the maximum that full M-steps (5 Newton steps, Q maximised to
     1e-10) reach: llf to 1e-10 relative, parameters to 1e-5."""
-    from bayesfmm.design import build_design
-    from bayesfmm.likelihood import MixtureProblem
     from bayesfmm.ml import em as em_module
     from bayesfmm.ml.chunks import e_step
-    from bayesfmm.params import build_layout
 
     df, models = _count_mixtures()
     model = models[which]
     one = model.fit(df, search=0)
-    problem = MixtureProblem.build(build_design(model, df), build_layout(build_design(model, df)))
+    problem = one.problem
     rng = np.random.default_rng(0)
     theta = one.theta + 0.1 * rng.standard_normal(one.theta.size)  # away from the maximum
     ev = e_step(problem, theta)
