@@ -176,3 +176,34 @@ def test_one_newton_step_m_step_is_monotone_and_ends_at_the_full_m_steps_maximum
     assert one.converged and full.converged
     assert one.llf == pytest.approx(full.llf, rel=1e-10)
     np.testing.assert_allclose(one.theta, full.theta, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("which", [0, 1, 2])
+def test_m_step_starts_newton_from_the_e_steps_densities(which, monkeypatch):
+    """EM keeps the E-step's n x k log densities (``e_step(..., log_density=True)``: those
+    of :func:`~bayesfmm.likelihood.evaluate`) and the M-step reads each Newton-fitted
+    class's starting Q from them instead of another pass over the data: the same fit as
+    recomputing Q (llf to 1e-12 relative, parameters to 1e-8)."""
+    from bayesfmm.likelihood import evaluate
+    from bayesfmm.ml import em as em_module
+    from bayesfmm.ml.chunks import component_newton_fit, e_step
+
+    df, models = _count_mixtures()
+    model = models[which]
+    res = model.fit(df, search=0)
+    problem = res.problem
+    assert em_module._reads_log_density(problem)
+    theta = res.theta * 0.9
+    kept = e_step(problem, theta, log_density=True)
+    np.testing.assert_allclose(kept.log_density, evaluate(problem, theta).log_density, rtol=1e-13, atol=0)
+    assert e_step(problem, theta).log_density is None
+    comp, w = problem.design.classes[0][0], kept.resp[:, 0]
+    blocks = [problem.layout.slot_block(1, 0, s) for s in range(len(comp.slot_designs))]
+    current = [theta[b.slice] for b in blocks]
+    given = component_newton_fit(comp, w, current, 1, float(w @ kept.log_density[:, 0]))
+    for a, b in zip(given, component_newton_fit(comp, w, current, 1)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    monkeypatch.setattr(em_module, "_reads_log_density", lambda problem: False)
+    recomputed = model.fit(df, search=0)
+    assert res.llf == pytest.approx(recomputed.llf, rel=1e-12)
+    np.testing.assert_allclose(res.theta, recomputed.theta, rtol=0, atol=1e-8)

@@ -28,10 +28,11 @@ __all__ = ["e_step", "component_newton_fit", "component_chunks"]
 _COMPONENT_CHUNKS: "weakref.WeakKeyDictionary[ComponentDesign, tuple]" = weakref.WeakKeyDictionary()
 
 
-def e_step(problem: MixtureProblem, theta: np.ndarray) -> Evaluation:
+def e_step(problem: MixtureProblem, theta: np.ndarray, log_density: bool = False) -> Evaluation:
     """The log likelihood and the responsibilities at ``theta`` (an :class:`Evaluation`
-    without the n x k log densities and the etas, which EM does not read), in row chunks.
-    A grouped problem is evaluated whole (:func:`bayesfmm.likelihood.evaluate`).
+    without the etas, which EM does not read, and with the n x k log densities only when
+    ``log_density``), in row chunks. A grouped problem is evaluated whole
+    (:func:`bayesfmm.likelihood.evaluate`).
 
     Examples
     --------
@@ -47,19 +48,22 @@ def e_step(problem: MixtureProblem, theta: np.ndarray) -> Evaluation:
     n, k = problem.n, problem.k
     resp = np.empty((n, k), order="F")
     ll = np.empty(n)
+    logf = np.empty((n, k), order="F") if log_density else None
     log_pi: Any = None
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
         for rows, part in row_chunks(problem):
             terms = mixture_terms(part, theta, NUMPY_OPS)
             resp[rows] = terms.posterior
             ll[rows] = terms.ll_units
+            if logf is not None:
+                logf[rows] = terms.log_density
             log_pi = terms.log_class_probs
         w = problem.design.weights
         llf = float(ll.sum() if w is None else w @ ll)
     if not np.isfinite(llf):
         llf = -np.inf
     log_pi = np.broadcast_to(log_pi, (n, k)) if log_pi is not None and log_pi.ndim == 1 else None
-    return Evaluation(llf, ll, log_pi, None, resp, None)
+    return Evaluation(llf, ll, log_pi, logf, resp, None)
 
 
 def component_chunks(comp: ComponentDesign, size: int = ROW_CHUNK) -> tuple[tuple[slice, ComponentDesign], ...]:
@@ -113,12 +117,15 @@ def _score_hessian(chunks, weights: np.ndarray, coefs: Sequence[np.ndarray], edg
 
 
 def component_newton_fit(
-    comp: ComponentDesign, weights: np.ndarray, current: Sequence[np.ndarray], steps: int = 5
+    comp: ComponentDesign, weights: np.ndarray, current: Sequence[np.ndarray], steps: int = 5,
+    value: float | None = None,
 ) -> list[np.ndarray]:
     """Weighted ML fit of a component without a closed form: up to ``steps`` Newton steps
     (eigenvalue-reflected where the Hessian is not negative definite) with step halving,
     stopping when a step gains less than ``1e-10 (|Q| + 1)``, or, without evaluating ``Q``
     again, after a step whose quadratic model ``g's / 2`` gains less than ``1e-12 (|Q| + 1)``.
+    ``value`` is ``Q = sum_i w_i log f(y_i)`` at ``current`` when the caller has it (EM's
+    E-step computed the densities there); otherwise it is computed.
 
     Examples
     --------
@@ -142,7 +149,8 @@ def component_newton_fit(
     def objective(flat):
         return _objective(chunks, weights, split(flat)), None
 
-    value = _objective(chunks, weights, coefs)
+    if value is None:
+        value = _objective(chunks, weights, coefs)
     for _ in range(steps):
         g, H = _score_hessian(chunks, weights, coefs, edges)
         step = reflected_newton_step(g, H)

@@ -55,13 +55,23 @@ def _slot_offsets(comp: ComponentDesign) -> list[np.ndarray]:
 
 
 def weighted_component_fit(
-    comp: ComponentDesign, weights: np.ndarray, current: list[np.ndarray], steps: int = 5
+    comp: ComponentDesign, weights: np.ndarray, current: list[np.ndarray], steps: int = 5,
+    value: float | None = None,
 ) -> list[np.ndarray]:
-    """Weighted ML fit of one component: closed form if the family has one, else Newton."""
+    """Weighted ML fit of one component: closed form if the family has one, else Newton
+    (``value``: the weighted log likelihood at ``current``, when known)."""
     family = comp.family
     if family.weighted_fit is not None:
         return family.weighted_fit(comp.y, comp.slot_designs, _slot_offsets(comp), weights, comp.extra)
-    return component_newton_fit(comp, weights, current, steps)  # in row chunks (ml/chunks.py)
+    return component_newton_fit(comp, weights, current, steps, value)  # in row chunks (ml/chunks.py)
+
+
+def _reads_log_density(problem: MixtureProblem) -> bool:
+    """Whether an M-step can start a component's Newton fit from the E-step's log
+    densities: an ungrouped problem with a one-component class fitted by Newton steps."""
+    return not problem.grouped and any(
+        len(comps) == 1 and comps[0].family.weighted_fit is None for comps in problem.design.classes
+    )
 
 
 def _batched_components(problem: MixtureProblem, totals: np.ndarray) -> list[tuple[ComponentDesign, list[tuple[int, int]]]]:
@@ -133,12 +143,17 @@ def _class_m_step(problem: MixtureProblem, resp: np.ndarray, theta: np.ndarray, 
             break
 
 
-def m_step(problem: MixtureProblem, resp: np.ndarray, theta: np.ndarray, component_steps: int = 5) -> np.ndarray:
+def m_step(
+    problem: MixtureProblem, resp: np.ndarray, theta: np.ndarray, component_steps: int = 5,
+    log_density: np.ndarray | None = None,
+) -> np.ndarray:
     """One M-step: class model and every component, each on its own block.
 
     A component without a closed-form fit takes up to ``component_steps`` weighted Newton
     steps from its current coefficients (:func:`weighted_component_fit`): the default
     maximises ``Q`` (start values); EM's iterations take :data:`EM_COMPONENT_STEPS`.
+    ``log_density`` (n x k, the E-step's at ``theta``, ungrouped problems) gives such a
+    fit of a one-component class its starting ``Q`` without another pass over the data.
 
     ``resp`` holds the responsibilities per row; row weights (``weights=``) and groups
     (``group=``: the class model counts a group once) are applied here. Under constraints
@@ -176,7 +191,9 @@ def m_step(problem: MixtureProblem, resp: np.ndarray, theta: np.ndarray, compone
             blocks = [layout.slot_block(j + 1, c, s) for s in range(len(comp.slot_designs))]
             current = [theta[b.slice] for b in blocks]
             with np.errstate(divide="ignore", invalid="ignore"):
-                fitted = weighted_component_fit(comp, W[:, j], current, component_steps)
+                known = log_density is not None and len(comps) == 1 and comp.family.weighted_fit is None
+                value = float(W[:, j] @ log_density[:, j]) if known else None
+                fitted = weighted_component_fit(comp, W[:, j], current, component_steps, value)
             for b, value in zip(blocks, fitted):
                 theta[b.slice] = value
     if layout.constraints is not None:
@@ -306,8 +323,9 @@ def em(
     reason = degeneracy(problem, theta, None, reference, collapse_tol) if not np.all(np.isfinite(theta)) else None
     if reason:
         return EMResult(theta, -np.inf, 0, reason, None)
+    keep = _reads_log_density(problem)  # the densities start the M-step's Newton fits
     with np.errstate(all="ignore"):
-        ev = e_step(problem, theta)  # row chunks: responsibilities and llf only
+        ev = e_step(problem, theta, keep)  # row chunks: responsibilities and llf (and densities)
     reason = degeneracy(problem, theta, ev.resp, reference, collapse_tol)
     if reason:
         return EMResult(theta, -np.inf, 0, reason, None)
@@ -315,11 +333,11 @@ def em(
     for it in range(options.iterate):
         if log is not None:
             log.iteration(it, ev.llf, "EM")
-        new_theta = m_step(problem, ev.resp, theta, EM_COMPONENT_STEPS)
+        new_theta = m_step(problem, ev.resp, theta, EM_COMPONENT_STEPS, ev.log_density if keep else None)
         reason = degeneracy(problem, new_theta, ev.resp, reference, collapse_tol)
         if reason:
             return EMResult(new_theta, -np.inf, it + 1, reason, None)
-        new_ev = e_step(problem, new_theta)
+        new_ev = e_step(problem, new_theta, keep)
         done = mreldif(new_theta, theta) < options.tolerance or reldif(new_ev.llf, ev.llf) < options.ltolerance
         theta, ev = new_theta, new_ev
         if done:
