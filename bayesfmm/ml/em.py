@@ -66,12 +66,16 @@ def weighted_component_fit(
     return component_newton_fit(comp, weights, current, steps, value)  # in row chunks (ml/chunks.py)
 
 
+def _newton_fitted_alone(comps: tuple[ComponentDesign, ...]) -> bool:
+    """Whether a class is one component fitted by Newton steps: its column of the E-step's
+    log densities is that component's, the starting ``Q`` of its fit."""
+    return len(comps) == 1 and comps[0].family.weighted_fit is None
+
+
 def _reads_log_density(problem: MixtureProblem) -> bool:
     """Whether an M-step can start a component's Newton fit from the E-step's log
-    densities: an ungrouped problem with a one-component class fitted by Newton steps."""
-    return not problem.grouped and any(
-        len(comps) == 1 and comps[0].family.weighted_fit is None for comps in problem.design.classes
-    )
+    densities: an ungrouped problem with a class of one Newton-fitted component."""
+    return not problem.grouped and any(_newton_fitted_alone(comps) for comps in problem.design.classes)
 
 
 def _batched_components(problem: MixtureProblem, totals: np.ndarray) -> list[tuple[ComponentDesign, list[tuple[int, int]]]]:
@@ -191,7 +195,7 @@ def m_step(
             blocks = [layout.slot_block(j + 1, c, s) for s in range(len(comp.slot_designs))]
             current = [theta[b.slice] for b in blocks]
             with np.errstate(divide="ignore", invalid="ignore"):
-                known = log_density is not None and len(comps) == 1 and comp.family.weighted_fit is None
+                known = log_density is not None and _newton_fitted_alone(comps)
                 value = float(W[:, j] @ log_density[:, j]) if known else None
                 fitted = weighted_component_fit(comp, W[:, j], current, component_steps, value)
             for b, value in zip(blocks, fitted):
