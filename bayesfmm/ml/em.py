@@ -196,8 +196,8 @@ def m_step(
             current = [theta[b.slice] for b in blocks]
             with np.errstate(divide="ignore", invalid="ignore"):
                 known = log_density is not None and _newton_fitted_alone(comps)
-                value = float(W[:, j] @ log_density[:, j]) if known else None
-                fitted = weighted_component_fit(comp, W[:, j], current, component_steps, value)
+                q_start = float(W[:, j] @ log_density[:, j]) if known else None
+                fitted = weighted_component_fit(comp, W[:, j], current, component_steps, q_start)
             for b, value in zip(blocks, fitted):
                 theta[b.slice] = value
     if layout.constraints is not None:
