@@ -97,3 +97,42 @@ def test_site_builds_strict_and_passes_the_browser_check(tmp_path):
     problems = check_site.check(site, tmp_path / "shots")
     assert problems == []
     assert len(list((tmp_path / "shots").glob("*.png"))) >= 15
+
+
+def _check_site_module():
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import check_site
+    finally:
+        sys.path.pop(0)
+    return check_site
+
+
+def test_site_check_flags_resources_loaded_from_the_network():
+    # a page that fetches a font or script from the network renders differently offline and
+    # can hang headless Chromium (a CI run's screenshot passed 120 s waiting on Google Fonts)
+    check_site = _check_site_module()
+    page = check_site._parse(
+        '<html><head><title>t</title>'
+        '<link rel="preconnect" href="https://fonts.gstatic.com">'
+        '<link rel="stylesheet" href="https://fonts.googleapis.com/css?family=Roboto">'
+        '<link rel="stylesheet" href="assets/main.css"><script src="assets/app.js"></script>'
+        '<a href="https://github.com">code</a></head></html>'
+    )
+    remote = [r for r in page.resources if r.startswith("https://")]
+    assert remote == ["https://fonts.gstatic.com", "https://fonts.googleapis.com/css?family=Roboto"]
+    assert "assets/app.js" in page.resources and "https://github.com" not in page.resources
+    assert "font: false" in (ROOT / "mkdocs.yml").read_text()
+
+
+def test_site_check_turns_a_hung_browser_into_a_reported_problem(monkeypatch):
+    check_site = _check_site_module()
+    calls = []
+
+    def hang(args, **kwargs):
+        calls.append(args)
+        raise subprocess.TimeoutExpired(args, kwargs["timeout"])
+
+    monkeypatch.setattr(check_site.subprocess, "run", hang)
+    assert check_site._browser("chromium", "--dump-dom", "http://127.0.0.1/") is None
+    assert len(calls) == 2  # one retry, then it gives up

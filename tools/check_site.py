@@ -3,8 +3,11 @@
 Serves ``build/site`` on a local port, opens every page with Chromium (``--dump-dom``, the
 DOM after the page's scripts ran) and checks: the page loads with a title; every link
 inside the site leads to a file that exists, and an anchor to an element that exists; every
-image is present and non-empty; the pages that show figures show them all. A screenshot of
-each page goes to ``build/docs-screenshots/``. Exits 1 listing the problems.
+image is present and non-empty; the pages that show figures show them all; no page loads a
+script, stylesheet or font from the network (the site must render offline, and a browser
+waiting on an unreachable font server hangs). A screenshot of each page goes to
+``build/docs-screenshots/``. A Chromium call that hangs is retried once, then reported as a
+problem. Exits 1 listing the problems.
 
 Usage: python tools/check_site.py [site_dir] [screenshot_dir]
 """
@@ -32,6 +35,7 @@ class _Page(HTMLParser):
         super().__init__()
         self.links: list[str] = []
         self.images: list[str] = []
+        self.resources: list[str] = []  # what the page loads: scripts, stylesheets, preconnects
         self.ids: set[str] = set()
         self.title = ""
         self._in_title = False
@@ -44,6 +48,10 @@ class _Page(HTMLParser):
             self.links.append(attrs["href"])
         if tag == "img" and attrs.get("src"):
             self.images.append(attrs["src"])
+        if tag == "script" and attrs.get("src"):
+            self.resources.append(attrs["src"])
+        if tag == "link" and attrs.get("href") and attrs.get("rel") in ("stylesheet", "preconnect", "preload"):
+            self.resources.append(attrs["href"])
         self._in_title = tag == "title"
 
     def handle_data(self, data):
@@ -74,9 +82,18 @@ def chromium() -> str | None:
     return None
 
 
-def _browser(binary: str, *args: str) -> subprocess.CompletedProcess:
+BROWSER_TIMEOUT_S = 120
+
+
+def _browser(binary: str, *args: str) -> subprocess.CompletedProcess | None:
+    """Run headless Chromium; None when it hangs twice in a row (each try gets 120 s)."""
     flags = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars"]
-    return subprocess.run([binary, *flags, *args], capture_output=True, text=True, timeout=120)
+    for _ in range(2):
+        try:
+            return subprocess.run([binary, *flags, *args], capture_output=True, text=True, timeout=BROWSER_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            continue
+    return None
 
 
 def check(site: Path, shots: Path) -> list[str]:
@@ -94,11 +111,19 @@ def check(site: Path, shots: Path) -> list[str]:
         for name in pages:
             url = urljoin(base, name)
             done = _browser(binary, "--dump-dom", url)
+            if done is None:
+                problems.append(f"{name}: Chromium hung twice on --dump-dom ({BROWSER_TIMEOUT_S} s each)")
+                continue
             page = _parse(done.stdout)
             if done.returncode != 0 or not page.title.strip() or "404" in page.title:
                 problems.append(f"{name}: did not load (rc {done.returncode}, title {page.title!r})")
                 continue
-            _browser(binary, f"--screenshot={shots / (Path(name).stem + '.png')}", "--window-size=1280,1600", url)
+            shot = shots / (Path(name).stem + ".png")
+            if _browser(binary, f"--screenshot={shot}", "--window-size=1280,1600", url) is None:
+                problems.append(f"{name}: Chromium hung twice taking the screenshot ({BROWSER_TIMEOUT_S} s each)")
+            for resource in page.resources:
+                if urlparse(resource).scheme in ("http", "https") and not resource.startswith(base):
+                    problems.append(f"{name}: loads {resource} from the network; the site must render offline")
             for href in page.links:
                 problems += _check_link(site, name, href, base)
             images = [src for src in page.images if not src.startswith("data:")]
