@@ -207,3 +207,53 @@ def test_m_step_starts_newton_from_the_e_steps_densities(which, monkeypatch):
     recomputed = model.fit(df, search=0)
     assert res.llf == pytest.approx(recomputed.llf, rel=1e-12)
     np.testing.assert_allclose(res.theta, recomputed.theta, rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize("which", [0, 1, 2], ids=["poisson", "binomial", "nbinomial"])
+def test_m_step_carries_the_densities_to_the_next_e_step(which, monkeypatch):
+    """Where every class is one Newton-fitted component, the M-step brings the E-step's log
+    densities to its new theta in place (from each fit's accepted trial, or one pass after
+    a step taken without evaluating Q) and the next E-step reads them: the densities equal
+    evaluate()'s at the new theta (1e-13), the E-step reading them equals one computing
+    them, and a fit with the carry equals one without (llf 1e-12, parameters 1e-8)."""
+    from bayesfmm.likelihood import evaluate
+    from bayesfmm.ml import em as em_module
+    from bayesfmm.ml.chunks import e_step
+
+    df, models = _count_mixtures()
+    model = models[which]
+    res = model.fit(df, search=0)
+    problem = res.problem
+    assert em_module._updates_log_density(problem)
+    for scale, steps in ((0.9, 1), (0.7, 5), (1.0, 1)):  # (1.0: at the maximum, the step without Q)
+        theta = res.theta * scale
+        ev = e_step(problem, theta, log_density=True)
+        logf = ev.log_density
+        new_theta = em_module.m_step(problem, ev.resp, theta, steps, logf, update_density=True)
+        assert not np.array_equal(new_theta, theta)
+        truth = evaluate(problem, new_theta)
+        np.testing.assert_allclose(logf, truth.log_density, rtol=1e-13, atol=0)
+        carried = e_step(problem, new_theta, True, known=logf)
+        assert carried.log_density is logf
+        assert carried.llf == pytest.approx(truth.llf, rel=1e-13)
+        np.testing.assert_allclose(carried.resp, e_step(problem, new_theta).resp, rtol=1e-12, atol=1e-15)
+    monkeypatch.setattr(em_module, "_updates_log_density", lambda problem: False)
+    recomputed = model.fit(df, search=0)
+    assert res.llf == pytest.approx(recomputed.llf, rel=1e-12)
+    np.testing.assert_allclose(res.theta, recomputed.theta, rtol=0, atol=1e-8)
+
+
+def test_m_step_carries_densities_only_where_every_class_is_one_newton_component():
+    """A closed-form class (gaussian), a constrained model or a grouped one: the next
+    E-step evaluates the families."""
+    from bayesfmm.ml import em as em_module
+
+    df, models = _count_mixtures()
+    df["g"] = np.arange(len(df)) // 4
+    assert em_module._updates_log_density(models[0].fit(df, search=0).problem)
+    gaussian = bf.FMM("x ~ 1", k=2).fit(df, search=0, minprior=0).problem
+    assert not em_module._updates_log_density(gaussian)
+    grouped = bf.FMM("c ~ x", family="poisson", k=2, group="g").fit(df, search=0).problem
+    assert not em_module._updates_log_density(grouped)
+    constrained = bf.FMM("c ~ x", family="poisson", k=2, equal="x").fit(df, search=0).problem
+    assert not em_module._updates_log_density(constrained)

@@ -18,7 +18,7 @@ import numpy as np
 
 from bayesfmm.design import ComponentDesign
 from bayesfmm.likelihood import Evaluation, MixtureProblem, evaluate
-from bayesfmm.mixture import ROW_CHUNK, _component_rows, mixture_terms, row_chunks
+from bayesfmm.mixture import ROW_CHUNK, _component_rows, class_log_softmax, mixture_terms, row_chunks
 from bayesfmm.ml.linesearch import step_halving
 from bayesfmm.ml.newton import reflected_newton_step
 from bayesfmm.ops import NUMPY_OPS
@@ -28,11 +28,17 @@ __all__ = ["e_step", "component_newton_fit", "component_chunks"]
 _COMPONENT_CHUNKS: "weakref.WeakKeyDictionary[ComponentDesign, tuple]" = weakref.WeakKeyDictionary()
 
 
-def e_step(problem: MixtureProblem, theta: np.ndarray, log_density: bool = False) -> Evaluation:
+def e_step(
+    problem: MixtureProblem, theta: np.ndarray, log_density: bool = False, known: np.ndarray | None = None
+) -> Evaluation:
     """The log likelihood and the responsibilities at ``theta`` (an :class:`Evaluation`
     without the etas, which EM does not read, and with the n x k log densities only when
     ``log_density``), in row chunks. A grouped problem is evaluated whole
     (:func:`bayesfmm.likelihood.evaluate`).
+
+    ``known`` (n x k, ungrouped problems) holds every class's log densities at ``theta``
+    (EM's M-step brought them there): only the class model and the logsumexp over the
+    classes are computed, and ``known`` is the evaluation's ``log_density``.
 
     Examples
     --------
@@ -48,10 +54,14 @@ def e_step(problem: MixtureProblem, theta: np.ndarray, log_density: bool = False
     n, k = problem.n, problem.k
     resp = np.empty((n, k), order="F")
     ll = np.empty(n)
-    logf = np.empty((n, k), order="F") if log_density else None
+    logf = known if known is not None else np.empty((n, k), order="F") if log_density else None
     log_pi: Any = None
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
         for rows, part in row_chunks(problem):
+            if known is not None:  # mixture_terms' sum, with the densities it would compute
+                log_pi = class_log_softmax(part, theta, NUMPY_OPS)
+                ll[rows], resp[rows] = NUMPY_OPS.class_logsumexp(known[rows] + log_pi)
+                continue
             terms = mixture_terms(part, theta, NUMPY_OPS)
             resp[rows] = terms.posterior
             ll[rows] = terms.ll_units
@@ -90,12 +100,15 @@ def _etas(comp: ComponentDesign, coefs: Sequence[np.ndarray]) -> list[np.ndarray
     return [X @ b + o for X, b, o in zip(comp.slot_designs, coefs, _offsets(comp))]
 
 
-def _objective(chunks, weights: np.ndarray, coefs: Sequence[np.ndarray]) -> float:
-    """``sum_i w_i log f(y_i)`` at ``coefs``, chunk by chunk."""
+def _objective(chunks, weights: np.ndarray, coefs: Sequence[np.ndarray], out: np.ndarray | None = None) -> float:
+    """``sum_i w_i log f(y_i)`` at ``coefs``, chunk by chunk (``out``: receives each row's
+    ``log f(y_i)``)."""
     total = 0.0
     for rows, part in chunks:
         logf = part.family.logpdf(part.y, _etas(part, coefs), NUMPY_OPS, part.extra)
         total += float(weights[rows] @ logf)
+        if out is not None:
+            out[rows] = logf
     return total
 
 
@@ -118,14 +131,17 @@ def _score_hessian(chunks, weights: np.ndarray, coefs: Sequence[np.ndarray], edg
 
 def component_newton_fit(
     comp: ComponentDesign, weights: np.ndarray, current: Sequence[np.ndarray], steps: int = 5,
-    value: float | None = None,
+    value: float | None = None, density: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """Weighted ML fit of a component without a closed form: up to ``steps`` Newton steps
     (eigenvalue-reflected where the Hessian is not negative definite) with step halving,
     stopping when a step gains less than ``1e-10 (|Q| + 1)``, or, without evaluating ``Q``
     again, after a step whose quadratic model ``g's / 2`` gains less than ``1e-12 (|Q| + 1)``.
     ``value`` is ``Q = sum_i w_i log f(y_i)`` at ``current`` when the caller has it (EM's
-    E-step computed the densities there); otherwise it is computed.
+    E-step computed the densities there); otherwise it is computed. ``density`` (rows), when
+    given, holds ``log f(y_i)`` at ``current`` and is brought in place to the returned
+    coefficients: from the accepted trial's pass over the data, so that EM's next E-step
+    need not evaluate the family again.
 
     Examples
     --------
@@ -147,7 +163,10 @@ def component_newton_fit(
         return [flat[edges[a] : edges[a + 1]] for a in range(len(sizes))]
 
     def objective(flat):
-        return _objective(chunks, weights, split(flat)), None
+        if density is None:
+            return _objective(chunks, weights, split(flat)), None
+        logf = np.empty_like(density)  # a trial's densities: kept only if it is accepted
+        return _objective(chunks, weights, split(flat), logf), logf
 
     if value is None:
         value = _objective(chunks, weights, coefs)
@@ -157,13 +176,18 @@ def component_newton_fit(
         if 0.0 <= 0.5 * float(g @ step) < 1e-12 * (abs(value) + 1):
             # the quadratic model gains less than the stopping rule's 1e-10 (|Q| + 1) by a
             # factor of 100: take the step without another pass over the data for Q there
+            # (with ``density``, the pass that brings it to the step is that pass)
             coefs = split(np.concatenate(coefs) + step)
+            if density is not None:
+                _objective(chunks, weights, coefs, density)
             break
         found = step_halving(objective, np.concatenate(coefs), step, value, max_halvings=30, offset=0.0)
         if not found.accepted:
             break
         improved = found.value - value
         coefs, value = split(found.x), found.value
+        if density is not None:
+            density[:] = found.payload
         if improved < 1e-10 * (abs(value) + 1):
             break
     return coefs

@@ -56,14 +56,16 @@ def _slot_offsets(comp: ComponentDesign) -> list[np.ndarray]:
 
 def weighted_component_fit(
     comp: ComponentDesign, weights: np.ndarray, current: list[np.ndarray], steps: int = 5,
-    value: float | None = None,
+    value: float | None = None, density: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """Weighted ML fit of one component: closed form if the family has one, else Newton
-    (``value``: the weighted log likelihood at ``current``, when known)."""
+    (``value``: the weighted log likelihood at ``current``, when known; ``density``: each
+    row's log density at ``current``, brought to the fit in place, see
+    :func:`~bayesfmm.ml.chunks.component_newton_fit`)."""
     family = comp.family
     if family.weighted_fit is not None:
         return family.weighted_fit(comp.y, comp.slot_designs, _slot_offsets(comp), weights, comp.extra)
-    return component_newton_fit(comp, weights, current, steps, value)  # in row chunks (ml/chunks.py)
+    return component_newton_fit(comp, weights, current, steps, value, density)  # in row chunks (ml/chunks.py)
 
 
 def _newton_fitted_alone(comps: tuple[ComponentDesign, ...]) -> bool:
@@ -76,6 +78,17 @@ def _reads_log_density(problem: MixtureProblem) -> bool:
     """Whether an M-step can start a component's Newton fit from the E-step's log
     densities: an ungrouped problem with a class of one Newton-fitted component."""
     return not problem.grouped and any(_newton_fitted_alone(comps) for comps in problem.design.classes)
+
+
+def _updates_log_density(problem: MixtureProblem) -> bool:
+    """Whether the M-step brings every column of the E-step's log densities to its new
+    ``theta`` (the next E-step then reads them): an ungrouped problem without constraints
+    whose every class is one Newton-fitted component (each fit's accepted trial has them)."""
+    return (
+        not problem.grouped
+        and problem.layout.constraints is None
+        and all(_newton_fitted_alone(comps) for comps in problem.design.classes)
+    )
 
 
 def _batched_components(problem: MixtureProblem, totals: np.ndarray) -> list[tuple[ComponentDesign, list[tuple[int, int]]]]:
@@ -149,7 +162,7 @@ def _class_m_step(problem: MixtureProblem, resp: np.ndarray, theta: np.ndarray, 
 
 def m_step(
     problem: MixtureProblem, resp: np.ndarray, theta: np.ndarray, component_steps: int = 5,
-    log_density: np.ndarray | None = None,
+    log_density: np.ndarray | None = None, update_density: bool = False,
 ) -> np.ndarray:
     """One M-step: class model and every component, each on its own block.
 
@@ -157,7 +170,10 @@ def m_step(
     steps from its current coefficients (:func:`weighted_component_fit`): the default
     maximises ``Q`` (start values); EM's iterations take :data:`EM_COMPONENT_STEPS`.
     ``log_density`` (n x k, the E-step's at ``theta``, ungrouped problems) gives such a
-    fit of a one-component class its starting ``Q`` without another pass over the data.
+    fit of a one-component class its starting ``Q`` without another pass over the data;
+    with ``update_density`` those fits also bring their columns of it to the returned
+    ``theta`` in place (where :func:`_updates_log_density` holds, every column: EM's next
+    E-step reads them instead of evaluating the families).
 
     ``resp`` holds the responsibilities per row; row weights (``weights=``) and groups
     (``group=``: the class model counts a group once) are applied here. Under constraints
@@ -197,7 +213,8 @@ def m_step(
             with np.errstate(divide="ignore", invalid="ignore"):
                 known = log_density is not None and _newton_fitted_alone(comps)
                 q_start = float(W[:, j] @ log_density[:, j]) if known else None
-                fitted = weighted_component_fit(comp, W[:, j], current, component_steps, q_start)
+                density = log_density[:, j] if known and update_density else None
+                fitted = weighted_component_fit(comp, W[:, j], current, component_steps, q_start, density)
             for b, value in zip(blocks, fitted):
                 theta[b.slice] = value
     if layout.constraints is not None:
@@ -328,6 +345,7 @@ def em(
     if reason:
         return EMResult(theta, -np.inf, 0, reason, None)
     keep = _reads_log_density(problem)  # the densities start the M-step's Newton fits
+    carry = _updates_log_density(problem)  # ... which bring them to the new theta
     with np.errstate(all="ignore"):
         ev = e_step(problem, theta, keep)  # row chunks: responsibilities and llf (and densities)
     reason = degeneracy(problem, theta, ev.resp, reference, collapse_tol)
@@ -337,11 +355,12 @@ def em(
     for it in range(options.iterate):
         if log is not None:
             log.iteration(it, ev.llf, "EM")
-        new_theta = m_step(problem, ev.resp, theta, EM_COMPONENT_STEPS, ev.log_density if keep else None)
+        logf = ev.log_density if keep else None  # with carry: updated in place to new_theta
+        new_theta = m_step(problem, ev.resp, theta, EM_COMPONENT_STEPS, logf, update_density=carry)
         reason = degeneracy(problem, new_theta, ev.resp, reference, collapse_tol)
         if reason:
             return EMResult(new_theta, -np.inf, it + 1, reason, None)
-        new_ev = e_step(problem, new_theta, keep)
+        new_ev = e_step(problem, new_theta, keep, known=logf if carry else None)
         done = mreldif(new_theta, theta) < options.tolerance or reldif(new_ev.llf, ev.llf) < options.ltolerance
         theta, ev = new_theta, new_ev
         if done:
