@@ -243,6 +243,34 @@ def test_m_step_carries_the_densities_to_the_next_e_step(which, monkeypatch):
     np.testing.assert_allclose(res.theta, recomputed.theta, rtol=0, atol=1e-8)
 
 
+def test_m_step_newton_fit_applies_the_exposure():
+    """A component with ``exposure=`` (an offset of log t): the M-step's Newton fits add it
+    to the linear predictor (one without offset skips the pass adding zeros), so the
+    densities they carry equal evaluate()'s (1e-13) and the fit matches the offset-free
+    model on the rescaled rate (Poisson: log t moves into the intercept when t is constant)."""
+    from bayesfmm.likelihood import evaluate
+    from bayesfmm.ml import em as em_module
+    from bayesfmm.ml.chunks import e_step
+
+    df, _ = _count_mixtures()
+    df["t"] = np.random.default_rng(2).uniform(0.5, 3.0, len(df))
+    res = bf.FMM("c ~ x", family="poisson", k=2, exposure="t").fit(df, search=0)
+    theta = res.theta * 0.9
+    ev = e_step(res.problem, theta, log_density=True)
+    new_theta = em_module.m_step(res.problem, ev.resp, theta, 1, ev.log_density, update_density=True)
+    np.testing.assert_allclose(ev.log_density, evaluate(res.problem, new_theta).log_density, rtol=1e-13, atol=0)
+    df["t"] = 2.0
+    scaled = bf.FMM("c ~ x", family="poisson", k=2, exposure="t").fit(df, search=0)
+    plain = bf.FMM("c ~ x", family="poisson", k=2).fit(df, search=0)
+    assert scaled.llf == pytest.approx(plain.llf, rel=1e-10)
+    terms = list(plain.problem.layout.index.get_level_values("term"))
+    slope = [i for i, term in enumerate(terms) if term == "x"]
+    intercept = [i for i, name in enumerate(plain.problem.layout.index) if name[1] == "c" and name[2] == "Intercept"]
+    assert len(slope) == len(intercept) == 2
+    np.testing.assert_allclose(scaled.theta[slope], plain.theta[slope], rtol=1e-6)
+    np.testing.assert_allclose(scaled.theta[intercept] + np.log(2.0), plain.theta[intercept], rtol=1e-6)
+
+
 def test_m_step_carries_densities_only_where_every_class_is_one_newton_component():
     """A closed-form class (gaussian), a constrained model or a grouped one: the next
     E-step evaluates the families."""

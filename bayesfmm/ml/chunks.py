@@ -92,12 +92,17 @@ def component_chunks(comp: ComponentDesign, size: int = ROW_CHUNK) -> tuple[tupl
     return cached[1]
 
 
-def _offsets(comp: ComponentDesign) -> list[Any]:
-    return [comp.offset if slot.linear else 0.0 for slot in comp.family.slots]
+def _offsets(comp: ComponentDesign) -> list[np.ndarray | None]:
+    """Each slot's offset; None where it adds nothing (an auxiliary slot, or a component
+    without ``offset=``/``exposure=``, whose offset is zeros): no pass adding zeros."""
+    spec = comp.component
+    if spec.offset is None and spec.exposure is None:
+        return [None] * len(comp.family.slots)
+    return [comp.offset if slot.linear else None for slot in comp.family.slots]
 
 
 def _etas(comp: ComponentDesign, coefs: Sequence[np.ndarray]) -> list[np.ndarray]:
-    return [X @ b + o for X, b, o in zip(comp.slot_designs, coefs, _offsets(comp))]
+    return [X @ b if o is None else X @ b + o for X, b, o in zip(comp.slot_designs, coefs, _offsets(comp))]
 
 
 def _objective(chunks, weights: np.ndarray, coefs: Sequence[np.ndarray], out: np.ndarray | None = None) -> float:
