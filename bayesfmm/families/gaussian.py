@@ -11,7 +11,7 @@ import numpy as np
 
 from bayesfmm.families.base import LOG_SCALE, BatchedFit, Family, Slot
 from bayesfmm.families.registry import register_family
-from bayesfmm.ops import LOG_2PI, Ops, cho_factor, cho_solve
+from bayesfmm.ops import LOG_2PI, Ops
 
 __all__ = ["gaussian", "normal_logpdf", "normal_derivatives", "normal_weighted_fit", "normal_weighted_fits", "normal_sample"]
 
@@ -78,15 +78,28 @@ def _weighted_gram(x: np.ndarray, target: np.ndarray, weights: np.ndarray) -> np
     return _weighted_grams(x, target, weights[:, None])[0]
 
 
+MAX_CONDITION = 1e10  # past this condition number the normal equations give way to an SVD solve
+
+
+def _well_conditioned(eigenvalues: np.ndarray) -> np.ndarray:
+    """Positive definite with condition number ``max / min`` at most :data:`MAX_CONDITION`,
+    from the ascending eigenvalues of symmetric matrices (the last axis)."""
+    low, high = eigenvalues[..., 0], eigenvalues[..., -1]
+    return (low > 0) & (high <= MAX_CONDITION * low)
+
+
 def _solve_normal_equations(cross: np.ndarray, rhs: np.ndarray) -> np.ndarray | None:
-    """Scaled normal equations by Cholesky; None when the scaled cross-product is
-    ill-conditioned (condition number > 1e10) or not positive definite."""
+    """Scaled normal equations; None when the scaled cross-product is ill-conditioned
+    (condition number > 1e10) or not positive definite. The symmetric eigenvalues decide
+    that (for a symmetric positive definite matrix they give the 2-norm condition number
+    of an SVD, at half its cost) and one LU solve gives the coefficients (Cholesky and two
+    triangular solves cost three LAPACK calls)."""
     scale = np.sqrt(np.maximum(np.diag(cross), 1e-300))
     scaled = cross / np.outer(scale, scale)
     try:
-        if np.linalg.cond(scaled) > 1e10:
+        if not _well_conditioned(np.linalg.eigvalsh(scaled)):
             return None
-        return cho_solve(cho_factor(scaled), rhs / scale) / scale
+        return np.linalg.solve(scaled, rhs / scale) / scale
     except (np.linalg.LinAlgError, ValueError):
         return None
 
@@ -94,17 +107,15 @@ def _solve_normal_equations(cross: np.ndarray, rhs: np.ndarray) -> np.ndarray | 
 def _solve_normal_equations_stacked(cross: np.ndarray, rhs: np.ndarray) -> list[np.ndarray | None]:
     """:func:`_solve_normal_equations` for a stack of systems (``m x p x p``, ``m x p``),
     each LAPACK call made once for the whole stack (the same routine per matrix, so the
-    same floats); a stack holding a non-finite or non-positive-definite matrix is solved
-    one system at a time."""
+    same floats); a stack holding a non-finite or singular matrix is solved one system at
+    a time."""
     scale = np.sqrt(np.maximum(np.diagonal(cross, axis1=1, axis2=2), 1e-300))
     scaled = cross / (scale[:, :, None] * scale[:, None, :])
     if np.isfinite(scaled).all():
         try:
-            cond = np.linalg.cond(scaled)
-            factor = np.linalg.cholesky(scaled)
-            inner = np.linalg.solve(factor, (rhs / scale)[:, :, None])
-            beta = np.linalg.solve(np.swapaxes(factor, 1, 2), inner)[:, :, 0] / scale
-            return [None if c > 1e10 else b for c, b in zip(cond, beta)]
+            good = _well_conditioned(np.linalg.eigvalsh(scaled))
+            beta = np.linalg.solve(scaled, (rhs / scale)[:, :, None])[:, :, 0] / scale
+            return [b if ok else None for ok, b in zip(good, beta)]
         except np.linalg.LinAlgError:
             pass
     return [_solve_normal_equations(c, r) for c, r in zip(cross, rhs)]
