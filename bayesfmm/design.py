@@ -16,7 +16,7 @@ import pandas as pd
 
 from bayesfmm.errors import DataError, rows_text
 from bayesfmm.families.base import ExtraColumn, Family, with_response_terms
-from bayesfmm.formula import formula_sides, lhs_matrix, model_matrices, response_terms
+from bayesfmm.formula import formula_sides, lhs_matrix, model_matrices, plain_arrays, response_terms
 from bayesfmm.frame import (
     Groups,
     as_frame,
@@ -243,16 +243,35 @@ def check_support(
         )
 
 
+def _finite_values(values: np.ndarray, columns: Sequence[str], formula: str, index: pd.Index) -> np.ndarray:
+    """``values`` when every entry is finite; else a DataError naming the terms and rows."""
+    finite = np.isfinite(values)
+    if finite.all():
+        return values
+    bad = np.flatnonzero(~finite.all(axis=1))
+    cols = [str(c) for c, ok in zip(columns, finite[bad].all(axis=0)) if not ok]
+    raise DataError(
+        f"terms {cols} of {formula!r} are not finite in rows {rows_text(index, bad)} "
+        "(a transform such as log of a non-positive value?)"
+    )
+
+
 def _finite_design(matrix: pd.DataFrame, formula: str, index: pd.Index) -> np.ndarray:
-    values = np.asarray(matrix, dtype=float)
-    bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
-    if bad.size:
-        cols = [c for c, ok in zip(matrix.columns, np.isfinite(values[bad]).all(axis=0)) if not ok]
-        raise DataError(
-            f"terms {cols} of {formula!r} are not finite in rows {rows_text(index, bad)} "
-            "(a transform such as log of a non-positive value?)"
-        )
-    return values
+    return _finite_values(np.asarray(matrix, dtype=float), list(matrix.columns), formula, index)
+
+
+def _encoded(formula: str, data: pd.DataFrame):
+    """``(lhs, lhs names, rhs, rhs names, model_spec)`` of ``formula`` on ``data``: in numpy
+    for a plain formula on numeric columns (no data frame built), else by formulaic
+    (``lhs`` None for a one-sided formula)."""
+    plain = plain_arrays(formula, data)
+    if plain is not None:
+        return plain.lhs, plain.lhs_columns, plain.rhs, plain.rhs_columns, plain.spec
+    with np.errstate(all="ignore"):  # non-finite transforms are reported by _finite_values
+        lhs, rhs, model_spec = model_matrices(formula, data, FORMULA_CONTEXT)
+    lhs_values = None if lhs is None else np.asarray(lhs, dtype=float)
+    lhs_names = () if lhs is None else tuple(map(str, lhs.columns))
+    return lhs_values, lhs_names, np.asarray(rhs, dtype=float), tuple(map(str, rhs.columns)), model_spec
 
 
 def encode_component(comp: Component, data: pd.DataFrame, model_spec: Any = None, multi: bool = False):
@@ -260,22 +279,23 @@ def encode_component(comp: Component, data: pd.DataFrame, model_spec: Any = None
     ``multi`` (a family of several responses) ``y`` is n x d, one column per response."""
     try:
         if model_spec is None:
-            with np.errstate(all="ignore"):  # non-finite transforms are reported below
-                lhs, rhs, model_spec = model_matrices(comp.formula, data, FORMULA_CONTEXT)
+            lhs, lhs_names, rhs, terms, model_spec = _encoded(comp.formula, data)
         else:
-            rhs = model_spec.get_model_matrix(data, na_action="ignore", context=FORMULA_CONTEXT)
-            lhs = lhs_matrix(comp.formula, data, FORMULA_CONTEXT)
+            matrix = model_spec.get_model_matrix(data, na_action="ignore", context=FORMULA_CONTEXT)
+            response = lhs_matrix(comp.formula, data, FORMULA_CONTEXT)
+            lhs, lhs_names = np.asarray(response, dtype=float), tuple(map(str, response.columns))
+            rhs, terms = np.asarray(matrix, dtype=float), tuple(map(str, matrix.columns))
     except DataError:
         raise
     except Exception as exc:
         raise DataError(f"could not build the design of {comp.formula!r}: {exc}") from None
     if lhs.shape[1] != 1 and not multi:
         raise DataError(
-            f"the response of {comp.formula!r} must be one numeric column, got {list(lhs.columns)}"
+            f"the response of {comp.formula!r} must be one numeric column, got {list(lhs_names)}"
         )
-    y = _finite_design(lhs, comp.formula, data.index)
+    y = _finite_values(lhs, lhs_names, comp.formula, data.index)
     y = y if multi else y[:, 0]
-    X = _finite_design(rhs, comp.formula, data.index)
+    X = _finite_values(rhs, terms, comp.formula, data.index)
     offset = np.zeros(len(data))
     if comp.offset is not None:
         offset = offset + numeric_column(data, comp.offset, "offset")
@@ -288,7 +308,7 @@ def encode_component(comp: Component, data: pd.DataFrame, model_spec: Any = None
                 f"hold {exposure[bad[:5]].tolist()}"
             )
         offset = offset + np.log(exposure)
-    return y, X, tuple(map(str, rhs.columns)), offset, model_spec
+    return y, X, terms, offset, model_spec
 
 
 def _plain_response(comp: Component, data: pd.DataFrame) -> str:
@@ -373,12 +393,12 @@ def _class_design(formula: str | None, data: pd.DataFrame) -> ClassDesign:
     if formula is None:
         return ClassDesign(Z=np.ones((len(data), 1)), terms=("Intercept",))
     try:
-        _, rhs, model_spec = model_matrices(formula, data, FORMULA_CONTEXT)
+        _, _, rhs, terms, model_spec = _encoded(formula, data)
     except Exception as exc:
         raise DataError(f"could not build the class model {formula!r}: {exc}") from None
-    Z = _finite_design(rhs, formula, data.index)
-    check_rank(Z, tuple(map(str, rhs.columns)), formula, "the class model")
-    return ClassDesign(Z=Z, terms=tuple(map(str, rhs.columns)), model_spec=model_spec)
+    Z = _finite_values(rhs, terms, formula, data.index)
+    check_rank(Z, terms, formula, "the class model")
+    return ClassDesign(Z=Z, terms=terms, model_spec=model_spec)
 
 
 def _distinct_up_to(y: np.ndarray, k: int) -> int:

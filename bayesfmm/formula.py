@@ -20,7 +20,7 @@ import functools
 import keyword
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,8 @@ __all__ = [
     "response_terms",
     "rhs_terms",
     "model_matrices",
+    "plain_arrays",
+    "PlainArrays",
     "lhs_matrix",
 ]
 
@@ -177,30 +179,62 @@ def rhs_terms(formula: str) -> tuple[str, ...]:
     return tuple(str(t) for t in Formula(formula).rhs)
 
 
-def _plain_columns(data: pd.DataFrame, names: tuple[str, ...], allow_bool: bool = False) -> bool:
-    """Whether every column is present once with a numpy integer or float dtype (``bool``
-    too with ``allow_bool``): the columns formulaic encodes as plain numbers."""
-    kinds = "iufb" if allow_bool else "iuf"
-    for name in names:
-        if name not in data.columns:
-            return False
-        column = data[name]
-        if not isinstance(column, pd.Series) or not isinstance(column.dtype, np.dtype):
-            return False
-        if column.dtype.kind not in kinds:
-            return False
-    return True
-
-
-def _frame(data: pd.DataFrame, names: tuple[str, ...], intercept: bool) -> pd.DataFrame:
+def _plain_values(data: pd.DataFrame, names: tuple[str, ...], intercept: bool, allow_bool: bool = False) -> np.ndarray | None:
     """The columns as floats in one column-major block (formulaic's layout), the intercept
-    first; missing values stay NaN."""
+    first, missing values left NaN; None unless every column is present once with a numpy
+    integer or float dtype (``bool`` too with ``allow_bool``): the columns formulaic
+    encodes as plain numbers."""
+    kinds = "iufb" if allow_bool else "iuf"
     values = np.empty((len(data), intercept + len(names)), order="F")
     if intercept:
         values[:, 0] = 1.0
     for j, name in enumerate(names, start=int(intercept)):
-        values[:, j] = data[name].to_numpy()
-    return pd.DataFrame(values, columns=list(("Intercept",) * intercept + names), index=data.index, copy=False)
+        if name not in data.columns:
+            return None
+        column = data[name]
+        if not isinstance(column, pd.Series) or not isinstance(column.dtype, np.dtype) or column.dtype.kind not in kinds:
+            return None
+        values[:, j] = column.to_numpy()
+    return values
+
+
+def _frame(values: np.ndarray, columns: tuple[str, ...], index: pd.Index) -> pd.DataFrame:
+    return pd.DataFrame(values, columns=list(columns), index=index, copy=False)
+
+
+class PlainArrays(NamedTuple):
+    """A plain formula encoded on numeric columns, in numpy (what :func:`model_matrices`
+    wraps in data frames): the responses (None for a one-sided formula), the design, their
+    column names and the spec that encodes new data the same way."""
+
+    lhs: np.ndarray | None
+    rhs: np.ndarray
+    lhs_columns: tuple[str, ...]
+    rhs_columns: tuple[str, ...]
+    spec: "PlainSpec"
+
+
+def plain_arrays(formula: str, data: pd.DataFrame) -> PlainArrays | None:
+    """``formula`` on ``data`` in numpy when the formula is plain and its columns numeric
+    (no data frame built: the design reads the arrays); None when formulaic must encode it.
+
+    Examples
+    --------
+    >>> enc = plain_arrays("y ~ x", pd.DataFrame({"y": [1.0, 2.0], "x": [3, 4]}))
+    >>> enc.rhs_columns, enc.rhs.tolist(), enc.lhs[:, 0].tolist()
+    (('Intercept', 'x'), [[1.0, 3.0], [1.0, 4.0]], [1.0, 2.0])
+    """
+    plain = plain_formula(formula)
+    if plain is None:
+        return None
+    lhs = _plain_values(data, plain.lhs, False) if plain.lhs else None
+    if plain.lhs and lhs is None:
+        return None
+    rhs = _plain_values(data, plain.rhs, plain.intercept)
+    if rhs is None:
+        return None
+    spec = PlainSpec(formula.split("~", 1)[1].strip(), plain.rhs, plain.intercept)
+    return PlainArrays(lhs, rhs, plain.lhs, plain.columns, spec)
 
 
 @dataclass(frozen=True)
@@ -222,8 +256,9 @@ class PlainSpec:
     factor_contrasts: Mapping[str, Any] = None  # no factors (bayesfmm.frame.fitted_levels)
 
     def get_model_matrix(self, data: pd.DataFrame, na_action: str = "ignore", context: Any = None) -> pd.DataFrame:
-        if _plain_columns(data, self.names, allow_bool=True):
-            return _frame(data, self.names, self.intercept)
+        values = _plain_values(data, self.names, self.intercept, allow_bool=True)
+        if values is not None:
+            return _frame(values, PlainFormula((), self.names, self.intercept).columns, data.index)
         from formulaic import model_matrix
 
         matrix = model_matrix(self.rhs, data, na_action=na_action, context=context or {})
@@ -247,11 +282,10 @@ def model_matrices(formula: str, data: pd.DataFrame, context: Mapping[str, Any])
     >>> list(rhs.columns), rhs.to_numpy().tolist(), type(spec).__name__
     (['Intercept', 'x'], [[1.0, 3.0], [1.0, 4.0]], 'PlainSpec')
     """
-    plain = plain_formula(formula)
-    if plain is not None and _plain_columns(data, plain.lhs + plain.rhs):
-        lhs = _frame(data, plain.lhs, False) if plain.lhs else None
-        rhs = _frame(data, plain.rhs, plain.intercept)
-        return lhs, rhs, PlainSpec(formula.split("~", 1)[1].strip(), plain.rhs, plain.intercept)
+    plain = plain_arrays(formula, data)
+    if plain is not None:
+        lhs = None if plain.lhs is None else _frame(plain.lhs, plain.lhs_columns, data.index)
+        return lhs, _frame(plain.rhs, plain.rhs_columns, data.index), plain.spec
     from formulaic import ModelMatrices, model_matrix
 
     matrices = model_matrix(formula, data, na_action="ignore", context=context)

@@ -72,12 +72,23 @@ def check_columns(data: pd.DataFrame, variables: Sequence[str], what: str | None
         )
 
 
+def _missing(column: pd.Series) -> np.ndarray:
+    """``column.isna()`` as numpy: NaN of a numpy float column by ``np.isnan`` (a fifth of
+    pandas' time), integers and bools never missing, anything else by pandas."""
+    dtype = column.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind == "f":
+        return np.isnan(column.to_numpy())
+    if isinstance(dtype, np.dtype) and dtype.kind in "iub":
+        return np.zeros(len(column), dtype=bool)
+    return column.isna().to_numpy()
+
+
 def drop_missing(data: pd.DataFrame, variables: list[str]) -> tuple[pd.DataFrame, int]:
     """``data`` without the rows missing a value in ``variables`` (with a DataWarning
     naming the columns and rows), and how many rows were dropped."""
     # column by column: a quarter of the time of data[variables].isna().any(axis=1), which
     # builds two frames (the same mask)
-    na = {col: data[col].isna().to_numpy() for col in dict.fromkeys(variables)}
+    na = {col: _missing(data[col]) for col in dict.fromkeys(variables)}
     bad = np.logical_or.reduce(list(na.values())) if na else np.zeros(len(data), dtype=bool)
     if not bad.any():
         return data, 0

@@ -26,6 +26,7 @@ from bayesfmm.formula import (
     formula_has_lhs,
     formula_sides,
     model_matrices,
+    plain_arrays,
     plain_formula,
     response_terms,
     rhs_terms,
@@ -105,6 +106,46 @@ def test_plain_formula_equals_formulaic(data, formula):
         new = data.iloc[::3].assign(x2=(data["x2"].iloc[::3] > 0))  # a bool column in new data
         _same(spec.get_model_matrix(new, na_action="ignore", context=FORMULA_CONTEXT),
               theirs.rhs.model_spec.get_model_matrix(new, na_action="ignore", context=FORMULA_CONTEXT))
+
+
+@pytest.mark.parametrize("formula", PLAIN)
+def test_plain_arrays_are_formulaics_values(data, formula):
+    """The design reads the plain path's arrays without data frames: the same values bit for
+    bit (NaN kept), column names and column-major layout as formulaic's matrices."""
+    enc = plain_arrays(formula, data)
+    theirs = model_matrix(formula, data, na_action="ignore", context=FORMULA_CONTEXT)
+    rhs = theirs if formula.strip().startswith("~") else theirs.rhs
+    assert enc.rhs_columns == tuple(rhs.columns)
+    _same(pd.DataFrame(enc.rhs, columns=list(enc.rhs_columns)), rhs)
+    assert enc.rhs.flags["F_CONTIGUOUS"]
+    if formula.strip().startswith("~"):
+        assert enc.lhs is None and enc.lhs_columns == ()
+    else:
+        assert enc.lhs_columns == tuple(theirs.lhs.columns)
+        _same(pd.DataFrame(enc.lhs, columns=list(enc.lhs_columns)), theirs.lhs)
+
+
+@pytest.mark.parametrize("formula", ["y ~ flag + x1", "y ~ g", "y ~ nullable", "flag ~ x1", "y ~ C(g) + x1", "y ~ absent"])
+def test_plain_arrays_leave_other_columns_to_formulaic(data, formula):
+    assert plain_arrays(formula, data) is None
+
+
+def test_missing_mask_equals_pandas_isna_for_every_dtype():
+    """drop_missing's mask per column (numpy for numpy float, int and bool columns) is
+    pandas' ``isna`` for every dtype a frame can hold."""
+    from bayesfmm.frame import _missing
+
+    frame = pd.DataFrame({
+        "f": [1.0, np.nan, 3.0, np.inf], "f32": np.array([np.nan, 1, 2, 3], dtype=np.float32),
+        "i": [1, 2, 3, 4], "u": np.array([1, 2, 3, 4], dtype=np.uint8), "b": [True, False, True, True],
+        "nullable": pd.array([1, None, 3, 4], dtype="Int64"), "fnull": pd.array([1.0, None, 3.0, 4.0], dtype="Float64"),
+        "o": ["a", None, "c", np.nan], "s": pd.array(["a", None, "c", "d"], dtype="string"),
+        "cat": pd.Categorical(["a", None, "a", "b"]), "t": pd.to_datetime(["2020-01-01", None, "2020-01-03", "2020-01-04"]),
+    })
+    for name in frame.columns:
+        mask = _missing(frame[name])
+        assert isinstance(mask, np.ndarray) and mask.dtype == bool, name
+        np.testing.assert_array_equal(mask, frame[name].isna().to_numpy(), err_msg=name)
 
 
 @pytest.mark.parametrize("formula", PLAIN)
