@@ -124,7 +124,8 @@ for _ in range(%(reps)d):
     model.fit(df%(kw)s)
     warm.append(time.perf_counter() - s)
 print(json.dumps({"import_s": t1 - t0, "first_s": t3 - t2, "warm_s": statistics.median(warm) if warm else None,
-                  "llf": res.llf, "converged": bool(res.converged), "nr_iter": int(res.iterations)}))
+                  "llf": res.llf, "converged": bool(res.converged), "nr_iter": int(res.iterations),
+                  "search_draws": int(res.starts.search_draws or 0)}))
 """
 
 
@@ -136,13 +137,14 @@ def run_child(code: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def flexmix(df: pd.DataFrame, formula: str, family: str, k: int) -> tuple[float, float]:
-    """(seconds, logLik) of one flexmix fit, timed inside R."""
+def flexmix(df: pd.DataFrame, formula: str, family: str, k: int, extra: int = 0) -> tuple[float, float]:
+    """(seconds, logLik) of one flexmix fit, timed inside R; with ``extra``, that many more
+    fits from random partitions (``stepFlexmix``) in the same timing, the best kept."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "data.csv"
         df.to_csv(path, index=False)
         out = subprocess.run(
-            ["Rscript", str(HERE / "flexmix_fit.R"), str(path), formula, str(k), "1", family],
+            ["Rscript", str(HERE / "flexmix_fit.R"), str(path), formula, str(k), "1", family, str(extra)],
             capture_output=True, text=True, check=True,
         )
     seconds, llf, _, _ = out.stdout.split()
@@ -169,7 +171,12 @@ def ratio_table(sizes, with_flexmix: bool) -> list[dict]:
     runs flexmix and then a fresh bayesfmm process per fit one after the other: this
     machine's speed drifts by up to 1.7x over tens of seconds (the same warm Poisson fit at
     n = 1e4 took 30-55 ms in one 20 s loop), so the two sides of a ratio are timed in the
-    same stretch of time and each side's median is taken over the rounds."""
+    same stretch of time and each side's median is taken over the rounds.
+
+    Where the default fit's search ran (``search_draws`` random starts besides the default
+    one: n = 1e3 here), flexmix is timed a second time with as many starts (its quantile
+    start and ``stepFlexmix(nrep = search_draws)``): ``x_first_same_starts`` and
+    ``x_warm_same_starts`` compare the same number of fits on both sides."""
     rows = []
     for kind, (model, formula, family, k) in MODELS.items():
         for n in sizes:
@@ -177,6 +184,7 @@ def ratio_table(sizes, with_flexmix: bool) -> list[dict]:
             reps = 11 if n <= 10_000 else (3 if n <= 100_000 else 1)
             repeats = SMALL_REPEATS if n <= SMALL_N else 1
             flex_runs: list[tuple[float, float]] = []
+            same_starts: list[tuple[float, float]] = []  # flexmix with the default fit's number of starts
             child_runs: dict[str, list[dict]] = {fit: [] for fit in FITS}
             for _ in range(repeats):
                 if with_flexmix:
@@ -184,6 +192,9 @@ def ratio_table(sizes, with_flexmix: bool) -> list[dict]:
                 for fit, kw in FITS.items():
                     code = CHILD % {"repo": str(REPO), "here": str(HERE), "kind": kind, "n": n, "model": model, "reps": reps, "kw": kw}
                     child_runs[fit].append(run_child(code))
+                draws = child_runs["default"][-1]["search_draws"] if "default" in child_runs else 0
+                if with_flexmix and draws:
+                    same_starts.append(flexmix(df, formula, family, k, draws))
             flex = (statistics.median(r[0] for r in flex_runs), flex_runs[0][1]) if flex_runs else None
             for fit in FITS:
                 row = {"model": kind, "fit": fit, "n": n, **_median_runs(child_runs[fit])}
@@ -192,6 +203,10 @@ def ratio_table(sizes, with_flexmix: bool) -> list[dict]:
                     row["x_first"] = row["flexmix_s"] / row["first_s"]
                     row["x_warm"] = row["flexmix_s"] / row["warm_s"]
                     row["llf_ge_flexmix"] = row["llf"] >= row["flexmix_llf"] - 1e-6 * abs(row["flexmix_llf"])  # R prints 7 digits
+                if fit == "default" and same_starts:
+                    row["flexmix_same_starts_s"] = statistics.median(r[0] for r in same_starts)
+                    row["x_first_same_starts"] = row["flexmix_same_starts_s"] / row["first_s"]
+                    row["x_warm_same_starts"] = row["flexmix_same_starts_s"] / row["warm_s"]
                 rows.append(row)
                 print(f"  {kind} {fit} n={n:.0e}: first {row['first_s']:.3f} s, warm {row['warm_s']:.3f} s"
                       + (f", flexmix {flex[0]:.3f} s" if flex else ""), file=sys.stderr, flush=True)
