@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("frame", "survey", "design"),
     ("names", "constraints"),
     ("params",),
-    ("mixture", "likelihood"),
+    ("mixture", "hessian", "likelihood"),
     ("criteria", "postestimation", "inference", "summary", "simulate", "datasets", "plotting", "classplots", "margins", "habits", "mvresults", "plotting_mv"),
     ("results", "persist"),
     ("ml",),

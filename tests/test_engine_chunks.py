@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import bayesfmm as bf
-from bayesfmm import likelihood, mixture
+from bayesfmm import hessian, mixture
 from bayesfmm.design import build_design
 from bayesfmm.families.base import RESPONSE_TERM, BatchedFit, with_response_terms, without_response_terms
 from bayesfmm.families.gaussian import gaussian, normal_weighted_fit
@@ -52,9 +52,9 @@ def _problem(name: str) -> tuple[MixtureProblem, np.ndarray]:
 @pytest.mark.parametrize("name", list(MODELS))
 def test_chunked_score_and_hessian_match_one_chunk(name, monkeypatch):
     problem, theta = _problem(name)
-    monkeypatch.setattr(likelihood, "HESSIAN_CHUNK", 10**9)  # the whole data as one chunk
+    monkeypatch.setattr(hessian, "HESSIAN_CHUNK", 10**9)  # the whole data as one chunk
     ev1, g1, H1 = score_hessian(problem, theta)
-    monkeypatch.setattr(likelihood, "HESSIAN_CHUNK", 257)  # 12 chunks, the last one short
+    monkeypatch.setattr(hessian, "HESSIAN_CHUNK", 257)  # 12 chunks, the last one short
     ev2, g2, H2 = score_hessian(problem, theta)
     assert len(mixture.row_chunks(problem, 257)) == 12
     assert ev2.llf == pytest.approx(ev1.llf, rel=1e-13)
@@ -67,7 +67,7 @@ def test_chunked_score_and_hessian_match_one_chunk(name, monkeypatch):
 def test_chunked_derivatives_are_the_likelihoods(name, monkeypatch):
     """The score is the gradient of the log likelihood and the Hessian its Jacobian
     (central differences), with the data cut into many chunks."""
-    monkeypatch.setattr(likelihood, "HESSIAN_CHUNK", 500)
+    monkeypatch.setattr(hessian, "HESSIAN_CHUNK", 500)
     problem, theta = _problem(name)
     _, g, H = score_hessian(problem, theta)
     step = 1e-5

@@ -285,3 +285,39 @@ def test_m_step_carries_densities_only_where_every_class_is_one_newton_component
     assert not em_module._updates_log_density(grouped)
     constrained = bf.FMM("c ~ x", family="poisson", k=2, equal="x").fit(df, search=0).problem
     assert not em_module._updates_log_density(constrained)
+
+
+@pytest.mark.parametrize("which", ["gaussian", "poisson", "weighted"])
+def test_newton_reads_ems_last_evaluation(which, monkeypatch):
+    """Newton's first score and Hessian read the log likelihood per row and the
+    responsibilities of EM's last E-step at its start instead of evaluating the mixture
+    again: the same floats as computing them (score and Hessian equal exactly), and the
+    same fit as a Newton that ignores them."""
+    from bayesfmm.likelihood import score_hessian
+    from bayesfmm.ml import fit as fit_module
+    from bayesfmm.ml.chunks import e_step
+
+    df, models = _count_mixtures()
+    df["w"] = np.random.default_rng(4).integers(1, 4, len(df)).astype(float)
+    model = {"gaussian": bf.FMM("x ~ c", k=2), "poisson": models[0],
+             "weighted": bf.FMM("c ~ x", family="poisson", k=2, weights="w")}[which]
+    res = model.fit(df, search=0)
+    problem, theta = res.problem, res.theta * 0.95
+    computed = score_hessian(problem, theta)
+    read = score_hessian(problem, theta, e_step(problem, theta))
+    assert read[0].llf == computed[0].llf
+    np.testing.assert_array_equal(read[1], computed[1])
+    np.testing.assert_array_equal(read[2], computed[2])
+    np.testing.assert_array_equal(read[0].resp, computed[0].resp)
+    calls = []
+    plain_newton = fit_module.newton
+
+    def without_start(*args, start=None, **kwargs):
+        calls.append(start is not None)
+        return plain_newton(*args, **kwargs)
+
+    monkeypatch.setattr(fit_module, "newton", without_start)
+    again = model.fit(df, search=0)
+    assert calls == [True]  # the fit hands EM's evaluation to Newton
+    assert again.llf == res.llf
+    np.testing.assert_array_equal(again.theta, res.theta)

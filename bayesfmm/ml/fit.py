@@ -465,7 +465,7 @@ def _newton_from_best(problem, plan: _StartPlan, runs, reference, newton_options
             )
         for line in ("", "Fitting full model:", ""):
             iterlog.write(line)
-        attempt = newton(problem, runs[i].theta, newton_options, iterlog, check)
+        attempt = newton(problem, runs[i].theta, newton_options, iterlog, check, start=runs[i].evaluation)
         newton_llf.append((i, float(attempt.llf)))
         if attempt.collapsed is None and attempt.converged:
             result, winner = attempt, i

@@ -105,9 +105,11 @@ def _direction(g: np.ndarray, H: np.ndarray, difficult: bool = False) -> tuple[n
         return reflected_newton_step(g, H), False, np.inf
 
 
-def _objective_derivatives(problem: MixtureProblem, theta: np.ndarray, penalty: Penalty | None):
-    """The evaluation, the objective's value, gradient and Hessian at ``theta``."""
-    ev, g, H = score_hessian(problem, theta)
+def _objective_derivatives(problem: MixtureProblem, theta: np.ndarray, penalty: Penalty | None,
+                           known: Evaluation | None = None):
+    """The evaluation, the objective's value, gradient and Hessian at ``theta`` (``known``:
+    an evaluation there, see :func:`~bayesfmm.likelihood.score_hessian`)."""
+    ev, g, H = score_hessian(problem, theta, known)
     if penalty is None:
         return ev, ev.llf, g, H
     value, pg, pH = penalty.derivatives(theta)
@@ -128,6 +130,7 @@ def newton(
     log: IterationLog | None = None,
     check: Callable[[np.ndarray, Evaluation], str | None] | None = None,
     penalty: Penalty | None = None,
+    start: Evaluation | None = None,
 ) -> NewtonResult:
     """Maximise the log likelihood (plus ``penalty``, when given) from ``theta``.
 
@@ -146,6 +149,10 @@ def newton(
         it gives a reason (a collapsed class).
     penalty
         A term added to the objective (:class:`Penalty`); None for the log likelihood.
+    start
+        The evaluation at ``theta`` when the caller has it (EM's last E-step): the first
+        score and Hessian read its log likelihood per row and responsibilities instead of
+        evaluating the mixture again. Not used under constraints (``theta`` is projected).
 
     Examples
     --------
@@ -183,6 +190,8 @@ def newton(
     if T is not None:
         theta = problem.layout.project(theta)
     ahead = None  # (ev, value, g, H) at theta, from the last line search's full step
+    if start is not None and T is None:
+        ahead = _objective_derivatives(problem, theta, penalty, start)
     for it in range(options.iterate + 1):
         ev, value, g, H = ahead if ahead is not None else _objective_derivatives(problem, theta, penalty)
         if T is None:

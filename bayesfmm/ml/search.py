@@ -138,7 +138,7 @@ def search_maxima(
         if run.collapsed is not None:
             collapsed += 1
             continue
-        attempt = newton(problem, run.theta, newton_options, None, check)
+        attempt = newton(problem, run.theta, newton_options, None, check, start=run.evaluation)
         if attempt.collapsed is not None or not attempt.converged or not np.isfinite(attempt.llf):
             failed += 1
             continue
