@@ -125,14 +125,37 @@ def test_site_check_flags_resources_loaded_from_the_network():
     assert "font: false" in (ROOT / "mkdocs.yml").read_text()
 
 
-def test_site_check_turns_a_hung_browser_into_a_reported_problem(monkeypatch):
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie waiting to be reaped does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_site_check_turns_a_hung_browser_into_a_reported_problem(monkeypatch, tmp_path):
+    """A command past its timeout is killed with its whole process group (a child it
+    started included) and reported as None; Chromium gets one retry, then gives up."""
+    import time
+
     check_site = _check_site_module()
+    pidfile = tmp_path / "child.pid"
+    started = check_site._run(["sh", "-c", f"sleep 30 & echo $! > {pidfile}; wait"], timeout=1.0)
+    assert started is None
+    child = int(pidfile.read_text())
+    deadline = time.monotonic() + 5.0
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child)
+    finished = check_site._run(["sh", "-c", "echo done"], timeout=30.0)
+    assert finished.returncode == 0 and finished.stdout.strip() == "done"
     calls = []
 
-    def hang(args, **kwargs):
-        calls.append(args)
-        raise subprocess.TimeoutExpired(args, kwargs["timeout"])
+    def hang(command, timeout):
+        calls.append(command)
+        return None
 
-    monkeypatch.setattr(check_site.subprocess, "run", hang)
+    monkeypatch.setattr(check_site, "_run", hang)
     assert check_site._browser("chromium", "--dump-dom", "http://127.0.0.1/") is None
     assert len(calls) == 2  # one retry, then it gives up

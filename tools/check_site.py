@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import functools
 import http.server
+import os
 import shutil
+import signal
 import socketserver
 import subprocess
 import sys
@@ -85,14 +87,26 @@ def chromium() -> str | None:
 BROWSER_TIMEOUT_S = 120
 
 
+def _run(command: list[str], timeout: float) -> subprocess.CompletedProcess | None:
+    """``command``'s output; None when it runs past ``timeout``, after killing its whole
+    process group (Chromium's helper processes would outlive the browser's own)."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return None
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
+
+
 def _browser(binary: str, *args: str) -> subprocess.CompletedProcess | None:
     """Run headless Chromium; None when it hangs twice in a row (each try gets 120 s)."""
     flags = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars"]
     for _ in range(2):
-        try:
-            return subprocess.run([binary, *flags, *args], capture_output=True, text=True, timeout=BROWSER_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            continue
+        done = _run([binary, *flags, *args], BROWSER_TIMEOUT_S)
+        if done is not None:
+            return done
     return None
 
 
