@@ -16,7 +16,7 @@ import pandas as pd
 
 from bayesfmm.errors import DataError, rows_text
 from bayesfmm.families.base import ExtraColumn, Family, with_response_terms
-from bayesfmm.formula import formula_sides, lhs_matrix, model_matrices, plain_arrays, response_terms
+from bayesfmm.formula import formula_sides, formulaic_matrices, lhs_matrix, plain_arrays, response_terms
 from bayesfmm.frame import (
     Groups,
     as_frame,
@@ -268,7 +268,7 @@ def _encoded(formula: str, data: pd.DataFrame):
     if plain is not None:
         return plain.lhs, plain.lhs_columns, plain.rhs, plain.rhs_columns, plain.spec
     with np.errstate(all="ignore"):  # non-finite transforms are reported by _finite_values
-        lhs, rhs, model_spec = model_matrices(formula, data, FORMULA_CONTEXT)
+        lhs, rhs, model_spec = formulaic_matrices(formula, data, FORMULA_CONTEXT)
     lhs_values = None if lhs is None else np.asarray(lhs, dtype=float)
     lhs_names = () if lhs is None else tuple(map(str, lhs.columns))
     return lhs_values, lhs_names, np.asarray(rhs, dtype=float), tuple(map(str, rhs.columns)), model_spec

@@ -36,6 +36,7 @@ __all__ = [
     "model_matrices",
     "plain_arrays",
     "PlainArrays",
+    "formulaic_matrices",
     "lhs_matrix",
 ]
 
@@ -185,16 +186,19 @@ def _plain_values(data: pd.DataFrame, names: tuple[str, ...], intercept: bool, a
     integer or float dtype (``bool`` too with ``allow_bool``): the columns formulaic
     encodes as plain numbers."""
     kinds = "iufb" if allow_bool else "iuf"
-    values = np.empty((len(data), intercept + len(names)), order="F")
-    if intercept:
-        values[:, 0] = 1.0
-    for j, name in enumerate(names, start=int(intercept)):
+    columns = []
+    for name in names:
         if name not in data.columns:
             return None
         column = data[name]
         if not isinstance(column, pd.Series) or not isinstance(column.dtype, np.dtype) or column.dtype.kind not in kinds:
             return None
-        values[:, j] = column.to_numpy()
+        columns.append(column.to_numpy())
+    values = np.empty((len(data), intercept + len(names)), order="F")
+    if intercept:
+        values[:, 0] = 1.0
+    for j, column in enumerate(columns, start=int(intercept)):
+        values[:, j] = column
     return values
 
 
@@ -286,6 +290,12 @@ def model_matrices(formula: str, data: pd.DataFrame, context: Mapping[str, Any])
     if plain is not None:
         lhs = None if plain.lhs is None else _frame(plain.lhs, plain.lhs_columns, data.index)
         return lhs, _frame(plain.rhs, plain.rhs_columns, data.index), plain.spec
+    return formulaic_matrices(formula, data, context)
+
+
+def formulaic_matrices(formula: str, data: pd.DataFrame, context: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+    """:func:`model_matrices` by formulaic alone (for a formula :func:`plain_arrays` left
+    to it)."""
     from formulaic import ModelMatrices, model_matrix
 
     matrices = model_matrix(formula, data, na_action="ignore", context=context)
