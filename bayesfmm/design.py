@@ -25,6 +25,7 @@ from bayesfmm.frame import (
     check_new_levels,
     check_outcome_levels,
     check_rank,
+    design_rank,
     check_regressor_columns,
     check_rows,
     check_unique_columns,
@@ -351,7 +352,7 @@ def _component_design(comp: Component, data: pd.DataFrame) -> ComponentDesign:
     check_support(family, y, comp.response, data.index, extra)
     designs, names = _slot_designs(family, X, terms, extra)
     for D, T in {id(D): (D, T) for D, T, s in zip(designs, names, family.slots) if s.linear}.values():
-        rank = np.linalg.matrix_rank(D) if D.shape[1] > 0 else 0
+        rank = design_rank(D) if D.shape[1] > 0 else 0
         if rank < D.shape[1]:
             raise DataError(
                 f"the design of {comp.formula!r} is rank deficient (rank {rank} for "

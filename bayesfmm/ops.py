@@ -215,6 +215,15 @@ def _logsumexp_two_columns(joint: np.ndarray, top: np.ndarray) -> tuple[np.ndarr
     return np.add(top, total, out=top), resp
 
 
+_NEAR_ZERO = -(2.0**-54)  # exp of it rounds to exactly 1.0, like exp(0)
+# glibc's exp takes a separate branch for |x| < 2**-54: the row maximum's exact 0, at an
+# unpredictable column in every row, mispredicts it (+2.6 ns per element on the AVX2
+# benchmark machine, benchmarks/README.md). Mapping 0 to -2**-54 keeps exp on its main
+# path with the same floats; checked once here, so a libm that rounds differently is
+# simply not given the shortcut.
+_EXP_ONE_BELOW_ZERO = bool(np.exp(np.full(4, _NEAR_ZERO)).min() == 1.0 and np.exp(_NEAR_ZERO) == 1.0)
+
+
 def logsumexp_columns(joint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Row-wise logsumexp of an n x k array, and ``exp(joint - lse)`` (column-major).
 
@@ -233,7 +242,8 @@ def logsumexp_columns(joint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     top = joint[:, 0].copy()
     for j in range(1, k):
         np.maximum(top, joint[:, j], out=top)
-    if not np.isfinite(top.sum()):  # one reduction, no mask, in the usual all-finite case
+    finite = bool(np.isfinite(top.sum()))  # one reduction, no mask, in the usual all-finite case
+    if not finite:
         top[~np.isfinite(top)] = 0.0
     elif k == 2:
         return _logsumexp_two_columns(joint, top)
@@ -242,6 +252,8 @@ def logsumexp_columns(joint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     for j in range(k):
         col = resp[:, j]
         np.subtract(joint[:, j], top, out=col)
+        if finite and _EXP_ONE_BELOW_ZERO:  # (an infinite maximum must stay infinite)
+            np.minimum(col, _NEAR_ZERO, out=col)  # the row maximum's 0 off exp's slow branch
         np.exp(col, out=col)
         if j == 1:
             total = col + resp[:, 0]

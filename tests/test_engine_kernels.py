@@ -1,6 +1,6 @@
 """The engine's small kernels that issue 14 rewrote for speed give the numbers of the
 formulas they replace: the same floats where the arithmetic is the same (stacked normal
-equations, two-class logsumexp, softplus pairs), within an ulp where it is not (the logit
+equations, two-class and general logsumexp, softplus pairs), within an ulp where it is not (the logit
 derivatives), and a component's Newton fit at the same maximum."""
 
 from __future__ import annotations
@@ -75,6 +75,42 @@ def test_two_class_logsumexp_keeps_the_non_finite_rules():
         ref_lse, ref_resp = _general_logsumexp(joint)
     assert np.array_equal(lse, ref_lse, equal_nan=True)
     assert np.array_equal(resp, ref_resp, equal_nan=True)
+
+
+def _plain_logsumexp(joint: np.ndarray):
+    """The general loop's arithmetic without the shortcut: ``exp(joint - top)`` as is."""
+    top = joint.max(axis=1)
+    top = np.where(np.isfinite(top), top, 0.0)
+    terms = np.exp(joint - top[:, None])
+    total = terms[:, 0].copy()
+    for j in range(1, joint.shape[1]):
+        total += terms[:, j]
+    return top + np.log(total), terms / total[:, None]
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_general_logsumexp_gives_exps_floats_off_its_zero_branch(k):
+    # the row maximum's exact 0 goes to exp as -2**-54 (same result, exp's main path)
+    rng = np.random.default_rng(k)
+    joint = np.asfortranarray(rng.standard_normal((3000, k)) * 4.0)
+    if k > 1:
+        joint[::5, 1] = joint[::5, 0]  # ties at the maximum
+        joint[::7, 0] = -np.inf
+        joint[::9, -1] = joint[::9, 0] - 2.0**-60  # just below the maximum
+    with np.errstate(all="ignore"):
+        lse, resp = logsumexp_columns(joint)
+        ref_lse, ref_resp = _plain_logsumexp(joint)
+    assert np.array_equal(lse, ref_lse) and np.array_equal(resp, ref_resp)
+
+
+def test_general_logsumexp_keeps_the_non_finite_rules():
+    joint = np.array([[-np.inf] * 3, [np.inf, 0.0, 1.0], [np.nan, 1.0, 2.0], [0.0, 0.0, 0.0], [1e308, 1e308, 0.0]])
+    with np.errstate(all="ignore"):
+        lse, resp = logsumexp_columns(joint)
+        ref_lse, ref_resp = _plain_logsumexp(joint)
+    assert np.array_equal(lse, ref_lse, equal_nan=True)
+    assert np.array_equal(resp, ref_resp, equal_nan=True)
+    assert lse[1] == np.inf and np.isnan(lse[2]) and lse[3] == np.log(3.0)
 
 
 def test_softplus_and_log_sigmoid_pair_are_logaddexps_floats():
@@ -321,3 +357,28 @@ def test_newton_reads_ems_last_evaluation(which, monkeypatch):
     assert calls == [True]  # the fit hands EM's evaluation to Newton
     assert again.llf == res.llf
     np.testing.assert_array_equal(again.theta, res.theta)
+
+
+def _rank_cases():
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((500, 4))
+    yield X
+    yield np.column_stack([np.ones(500), X])
+    yield X[:, :1]
+    yield np.ones((500, 1))
+    yield np.zeros((500, 2))
+    yield X[:3]  # fewer rows than columns
+    yield X * np.array([1e-8, 1.0, 1e6, 1.0])  # scales far apart: the SVD decides
+    for gap in (1e-1, 1e-3, 1e-6, 1e-9, 1e-12, 1e-15, 0.0):
+        near = X.copy()
+        near[:, 3] = X[:, 0] + gap * rng.standard_normal(500)  # nearly (or exactly) collinear
+        yield near
+    dummies = np.eye(3)[rng.integers(0, 3, 500)]
+    yield np.column_stack([np.ones(500), dummies])  # the dummy trap: rank 3 of 4
+
+
+def test_design_rank_is_matrix_ranks_answer():
+    from bayesfmm.frame import design_rank
+
+    for matrix in _rank_cases():
+        assert design_rank(matrix) == np.linalg.matrix_rank(matrix), matrix.shape

@@ -182,7 +182,12 @@ def _quantile_weights(problem: MixtureProblem, pooled: np.ndarray) -> np.ndarray
         residual = np.asarray(comp.family.cdf(comp.y, etas, NUMPY_OPS, comp.extra)) * np.ones(problem.n)
     k = problem.k
     cuts = np.quantile(residual, np.arange(1, k) / k)
-    labels = np.searchsorted(cuts, residual, side="right")
+    if np.isnan(cuts).any():
+        labels = np.searchsorted(cuts, residual, side="right")
+    else:  # the same labels (the number of cuts <= each residual) in k - 1 passes, no search
+        labels = np.zeros(problem.n, dtype=np.intp)
+        for cut in cuts:
+            labels += residual >= cut
     if np.bincount(labels, minlength=k).min() == 0:
         # Tied residuals (counts with many zeros, a point mass) can leave a class empty:
         # split by rank instead, ties kept in row order, into k groups of equal size.
