@@ -21,7 +21,12 @@ from bayesfmm.ops import NUMPY_OPS
 
 __all__ = ["chunked_score_hessian", "add_component_blocks", "hooked_pair", "HESSIAN_CHUNK"]
 
-HESSIAN_CHUNK = 32_768
+# Rows per chunk. The pass takes the same time from 8192 to 32768 rows (gaussian k = 3:
+# 18.8-18.9 ms at n = 1e5, 180-184 ms at 1e6), but a chunk's arrays (the scores, the pair
+# weights, the derivatives: about 150 doubles a row) are the fit's largest; at 8192 rows a
+# first fit at n = 1e5 faults in 5.6k fresh pages instead of 10.3k and took 171 instead of
+# 201 ms (median of 12 fresh processes, each size alternately; benchmarks/README.md).
+HESSIAN_CHUNK = 8_192
 Q_MAX_COLUMNS = 8  # designs up to this width use the products-of-columns form
 
 
