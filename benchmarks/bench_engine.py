@@ -30,7 +30,8 @@ Five parts, printed as tables and written to ``benchmarks/results/bench_engine_*
 5. ``import``: ``import bayesfmm`` against ``import numpy, scipy, pandas``, each the median
    of 5 fresh processes.
 
-Run: ``.venv/bin/python benchmarks/bench_engine.py [--max-n 1e5] [--no-flexmix] [--quick]``
+Run: ``.venv/bin/python benchmarks/bench_engine.py [--max-n 1e5] [--no-flexmix] [--quick]
+[--models gaussian ...]`` (``--models``: the ratio table alone, for those models)
 (the full run takes 5-10 minutes, most of it R at n = 1e6). Timings on a shared machine
 are noisy; compare ratios from one run.
 """
@@ -166,7 +167,7 @@ def _median_runs(runs: list[dict]) -> dict:
     return out
 
 
-def ratio_table(sizes, with_flexmix: bool) -> list[dict]:
+def ratio_table(sizes, with_flexmix: bool, models: list[str] | None = None) -> list[dict]:
     """Up to :data:`SMALL_N` each cell takes :data:`SMALL_REPEATS` rounds, and each round
     runs flexmix and then a fresh bayesfmm process per fit one after the other: this
     machine's speed drifts by up to 1.7x over tens of seconds (the same warm Poisson fit at
@@ -179,6 +180,8 @@ def ratio_table(sizes, with_flexmix: bool) -> list[dict]:
     ``x_warm_same_starts`` compare the same number of fits on both sides."""
     rows = []
     for kind, (model, formula, family, k) in MODELS.items():
+        if models and kind not in models:
+            continue
         for n in sizes:
             df = simulate(kind, n)
             reps = 11 if n <= 10_000 else (3 if n <= 100_000 else 1)
@@ -396,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-n", type=parse_n, default=1_000_000)
     parser.add_argument("--no-flexmix", action="store_true")
     parser.add_argument("--quick", action="store_true", help="n up to 1e4, scaling at 1e4, iterations at 1e5")
+    parser.add_argument("--models", nargs="+", choices=list(MODELS),
+                        help="only the ratio table, for these models (written to bench_engine_ratio_<models>.csv)")
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)
     max_n = min(args.max_n, 10_000 if args.quick else args.max_n)
@@ -405,8 +410,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bayesfmm engine benchmark: Python {platform.python_version()}, numpy {np.__version__}, "
           f"{platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; "
           f"R flexmix {'timed in this run' if with_flexmix else 'not run'}")
-    show("1. flexmix / bayesfmm (x_first: first fit in a fresh process after import bayesfmm; x_warm: warm fit)",
-         ratio_table(sizes, with_flexmix), "ratio")
+    title = "1. flexmix / bayesfmm (x_first: first fit in a fresh process after import bayesfmm; x_warm: warm fit)"
+    if args.models:
+        show(title, ratio_table(sizes, with_flexmix, args.models), "ratio_" + "-".join(args.models))
+        return 0
+    show(title, ratio_table(sizes, with_flexmix), "ratio")
     show("2. scaling in classes and regressors (gaussian, warm fit)", scaling_table(min(100_000, max_n)), "scaling")
     show("3. per iteration against the memory-bandwidth bound", iteration_table(1_000_000 if max_n >= 1_000_000 else 100_000), "iteration")
     n_mem = 1_000_000 if max_n >= 1_000_000 else 100_000
