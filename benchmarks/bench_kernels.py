@@ -1,0 +1,123 @@
+"""A/B timings behind single engine changes of issue 14, each alternated in one process.
+
+A shared 2-core machine drifts by up to 1.7x over seconds, so a change is timed against
+what it replaced in alternating rounds inside one process, and the medians and the median
+of the paired ratios are printed. Three parts:
+
+1. ``exp``: numpy's ``exp`` of ``joint - top`` for a gaussian k = 3 fit's own joint log
+   densities, with the row maxima's exact zeros and with them moved to ``-2**-54`` (glibc
+   takes a separate, mispredicted branch for arguments below ``2**-54``), and
+   ``logsumexp_columns`` with and without that shortcut (``ops._EXP_ONE_BELOW_ZERO``).
+2. ``fit``: warm gaussian k = 3 fits (``search=0``) with the shortcut and the Gram rank
+   certificate (``frame.design_rank``) against without both (``matrix_rank``'s SVD).
+3. ``chunk``: one score/Hessian pass at ``hessian.HESSIAN_CHUNK`` = 32768, 16384, 8192.
+
+Run: ``OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_kernels.py [--n 1e5]
+[--rounds 15]`` (about a minute at n = 1e5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import timeit
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]
+
+from bench_engine import simulate  # noqa: E402
+
+import bayesfmm as bf  # noqa: E402
+from bayesfmm import design, frame, hessian, mixture, ops  # noqa: E402
+
+
+def _per(f, count: int, reps: int = 30) -> float:
+    return min(timeit.repeat(f, number=reps, repeat=3)) / reps * 1e9 / count
+
+
+def _report(name: str, old: list[float], new: list[float], unit: str) -> None:
+    paired = statistics.median(a / b for a, b in zip(old, new))
+    print(f"  {name}: before {statistics.median(old):.2f} {unit}, after {statistics.median(new):.2f} {unit}, "
+          f"paired before/after {paired:.3f}")
+
+
+def exp_part(n: int, rounds: int) -> None:
+    df = simulate("gaussian", n)
+    res = bf.FMM("y ~ x1 + x2", family="gaussian", k=3).fit(df, search=0)
+    terms = mixture.mixture_terms(res.problem, res.theta, ops.NUMPY_OPS)
+    joint = np.asfortranarray(np.log(terms.posterior) + terms.ll_units[:, None])
+    shifted = joint[:, 0] - joint.max(axis=1)
+    moved = np.minimum(shifted, -(2.0**-54))
+    out = np.empty_like(shifted)
+    zeros, off, lse_old, lse_new = [], [], [], []
+    for _ in range(rounds):
+        zeros.append(_per(lambda: np.exp(shifted, out=out), n))
+        off.append(_per(lambda: np.exp(moved, out=out), n))
+        ops._EXP_ONE_BELOW_ZERO = False
+        lse_old.append(_per(lambda: ops.logsumexp_columns(joint), n))
+        ops._EXP_ONE_BELOW_ZERO = True
+        lse_new.append(_per(lambda: ops.logsumexp_columns(joint), n))
+    print(f"1. exp and logsumexp at n = {n} (share of exact zeros in column 1: {np.mean(shifted == 0):.2f})")
+    _report("exp per element, zeros -> moved off zero", zeros, off, "ns")
+    _report("logsumexp_columns per row, k = 3", lse_old, lse_new, "ns")
+
+
+def fit_part(n: int, rounds: int) -> None:
+    df = simulate("gaussian", n)
+    model = bf.FMM("y ~ x1 + x2", family="gaussian", k=3)
+    new_rank = frame.design_rank
+    times: dict[bool, list[float]] = {False: [], True: []}
+    llf: dict[bool, float] = {}
+    for _ in range(2):
+        model.fit(df, search=0)
+    for i in range(rounds):
+        for after in (False, True) if i % 2 else (True, False):
+            ops._EXP_ONE_BELOW_ZERO = after
+            design.design_rank = new_rank if after else (lambda m: int(np.linalg.matrix_rank(m)))
+            start = time.perf_counter()
+            llf[after] = model.fit(df, search=0).llf
+            times[after].append((time.perf_counter() - start) * 1e3)
+    design.design_rank, ops._EXP_ONE_BELOW_ZERO = new_rank, True
+    print(f"2. warm gaussian k = 3 fit at n = {n} (llf {llf[False]!r} before, {llf[True]!r} after)")
+    _report("fit", times[False], times[True], "ms")
+
+
+def chunk_part(n: int, rounds: int) -> None:
+    df = simulate("gaussian", n)
+    res = bf.FMM("y ~ x1 + x2", family="gaussian", k=3).fit(df, search=0)
+    sizes = (32_768, 16_384, 8_192)
+    times: dict[int, list[float]] = {size: [] for size in sizes}
+    kept = hessian.HESSIAN_CHUNK
+    for _ in range(rounds):
+        for size in sizes:
+            hessian.HESSIAN_CHUNK = size
+            start = time.perf_counter()
+            hessian.chunked_score_hessian(res.problem, res.theta)
+            times[size].append((time.perf_counter() - start) * 1e3)
+    hessian.HESSIAN_CHUNK = kept
+    cells = ", ".join(f"{size}: {statistics.median(t):.2f} ms" for size, t in times.items())
+    print(f"3. one score/Hessian pass at n = {n} by rows per chunk: {cells}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench_ml import parse_n
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=parse_n, default=100_000)
+    parser.add_argument("--rounds", type=int, default=15)
+    args = parser.parse_args(argv)
+    warnings.simplefilter("ignore")
+    exp_part(min(args.n, 32_768), args.rounds)
+    fit_part(args.n, args.rounds)
+    chunk_part(args.n, args.rounds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
