@@ -21,12 +21,14 @@ from bayesfmm.ops import NUMPY_OPS
 
 __all__ = ["chunked_score_hessian", "add_component_blocks", "hooked_pair", "HESSIAN_CHUNK"]
 
-# Rows per chunk. The pass takes the same time from 8192 to 32768 rows (gaussian k = 3:
-# 18.8-18.9 ms at n = 1e5, 180-184 ms at 1e6), but a chunk's arrays (the scores, the pair
-# weights, the derivatives: about 150 doubles a row) are the fit's largest; at 8192 rows a
-# first fit at n = 1e5 faults in 5.6k fresh pages instead of 10.3k and took 171 instead of
-# 201 ms (median of 12 fresh processes, each size alternately; benchmarks/README.md).
-HESSIAN_CHUNK = 8_192
+# Rows per chunk: a chunk's arrays (the scores, the pair weights, the derivatives: about
+# 150 doubles a row) are the fit's largest, so smaller chunks mean fewer fresh pages in a
+# first fit (at n = 1e5: 10.3k page faults with 32768 rows, 7.0k with 16384, 5.6k with
+# 8192; first fit 201 -> 168-171 ms), but each chunk costs about 0.5 ms of overhead, which
+# smaller fits feel: at n = 1e4 one pass takes the same time with 32768 or 16384 rows and
+# 18-26% longer with 8192 (gaussian 2.65 -> 3.16 ms, Poisson 1.99 -> 2.51, binomial 1.91
+# -> 2.26; `benchmarks/bench_kernels.py --n 1e4` times the gaussian).
+HESSIAN_CHUNK = 16_384
 Q_MAX_COLUMNS = 8  # designs up to this width use the products-of-columns form
 
 
