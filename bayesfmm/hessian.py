@@ -24,10 +24,10 @@ __all__ = ["chunked_score_hessian", "add_component_blocks", "hooked_pair", "HESS
 # Rows per chunk: a chunk's arrays (the scores, the pair weights, the derivatives: about
 # 150 doubles a row) are the fit's largest, so smaller chunks mean fewer fresh pages in a
 # first fit (at n = 1e5: 10.3k page faults with 32768 rows, 7.0k with 16384, 5.6k with
-# 8192; first fit 201 -> 168-171 ms), but each chunk costs about 0.5 ms of overhead, which
-# smaller fits feel: at n = 1e4 one pass takes the same time with 32768 or 16384 rows and
-# 18-26% longer with 8192 (gaussian 2.65 -> 3.16 ms, Poisson 1.99 -> 2.51, binomial 1.91
-# -> 2.26; `benchmarks/bench_kernels.py --n 1e4` times the gaussian).
+# 8192; first fits 201 ms at 32768, 168-171 ms at 16384 and 8192), but each chunk costs
+# about 0.5 ms of overhead, which smaller fits feel: at n = 1e4 one pass takes the same
+# time with 32768 or 16384 rows and 18-26% longer with 8192 (gaussian 2.65 -> 3.16 ms,
+# Poisson 1.99 -> 2.51, binomial 1.91 -> 2.26; `benchmarks/bench_kernels.py --n 1e4`).
 HESSIAN_CHUNK = 16_384
 Q_MAX_COLUMNS = 8  # designs up to this width use the products-of-columns form
 
