@@ -19,9 +19,10 @@ export PYTHONUNBUFFERED := 1
 
 VENV := .venv
 VENV_PY := $(VENV)/bin/python
-# The install stamp is named after a checksum of pyproject.toml: editing the dependencies
-# reinstalls, anything else makes `make venv` instant.
-PYPROJECT_SUM := $(firstword $(shell cksum pyproject.toml 2>/dev/null))
+# The install stamp is named after a checksum of pyproject.toml, setup.py and the C source
+# of the optional extension (bayesfmm/_vecmath.c): editing the dependencies or the
+# extension reinstalls (and rebuilds it), anything else makes `make venv` instant.
+PYPROJECT_SUM := $(firstword $(shell cat pyproject.toml setup.py bayesfmm/_vecmath.c 2>/dev/null | cksum))
 STAMP := $(VENV)/.installed-$(PYPROJECT_SUM)
 VENV_OK := "$(VENV_PY)" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null
 PYTEST_ARGS ?=

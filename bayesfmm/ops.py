@@ -11,6 +11,7 @@ into columns, the log-softmax, the logsumexp over classes, and sums over groups 
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -196,6 +197,39 @@ def _np_log_sigmoid_pair(x):
     return log_p[()], log_q[()]
 
 
+try:  # the optional compiled exp and log (setup.py): absent where installed without a C compiler
+    import bayesfmm._vecmath as _vecmath  # a compiled leaf: imports nothing of the package
+except ImportError:  # pragma: no cover - depends on the install
+    _vecmath = None
+
+# Whether the logsumexp over classes takes its exponentials and logarithms from glibc's
+# vector math (libmvec, AVX2: 4 doubles per call, within 4 ulp of libm, the same results
+# for infinities, NaN and zero) instead of numpy's, which is scalar on CPUs without
+# AVX-512: the logsumexp per row 2x faster, fits and EM iterations 1.05-1.2x
+# (benchmarks/bench_kernels.py, benchmarks/README.md). Decided once at import;
+# ``BAYESFMM_VECTOR_EXP=0`` in the environment keeps numpy's functions (bit for bit the
+# results of an install without the extension).
+VECTOR_EXP = bool(_vecmath is not None and _vecmath.VECTORIZED and os.environ.get("BAYESFMM_VECTOR_EXP", "1") != "0")
+
+
+def _exp_column(col: np.ndarray) -> None:
+    """``exp`` of a float64 vector in place: libmvec's where :data:`VECTOR_EXP` and the
+    vector is contiguous (each element's result depends on its value alone, not on its
+    place or the length), numpy's otherwise."""
+    if VECTOR_EXP and col.flags.c_contiguous:
+        _vecmath.exp_inplace(col)
+    else:
+        np.exp(col, out=col)
+
+
+def _log_column(col: np.ndarray) -> None:
+    """``log`` of a float64 vector in place, as :func:`_exp_column`."""
+    if VECTOR_EXP and col.flags.c_contiguous:
+        _vecmath.log_inplace(col)
+    else:
+        np.log(col, out=col)
+
+
 def _logsumexp_two_columns(joint: np.ndarray, top: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """:func:`logsumexp_columns` of two finite-maximum columns with one ``exp`` per row: the
     larger column's term is ``exp(0) = 1``, so only the smaller one's is computed (the same
@@ -203,7 +237,7 @@ def _logsumexp_two_columns(joint: np.ndarray, top: np.ndarray) -> tuple[np.ndarr
     first, second = joint[:, 0], joint[:, 1]
     term = np.minimum(first, second)
     term -= top
-    np.exp(term, out=term)  # the smaller column's term; 1 on ties
+    _exp_column(term)  # the smaller column's term; 1 on ties
     total = term + 1.0
     first_larger = first >= second
     larger = np.divide(1.0, total)
@@ -211,7 +245,7 @@ def _logsumexp_two_columns(joint: np.ndarray, top: np.ndarray) -> tuple[np.ndarr
     resp = np.empty_like(joint, order="F")
     np.copyto(resp[:, 0], np.where(first_larger, larger, term))
     np.copyto(resp[:, 1], np.where(first_larger, term, larger))
-    np.log(total, out=total)
+    _log_column(total)
     return np.add(top, total, out=top), resp
 
 
@@ -252,9 +286,12 @@ def logsumexp_columns(joint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     for j in range(k):
         col = resp[:, j]
         np.subtract(joint[:, j], top, out=col)
-        if finite and _EXP_ONE_BELOW_ZERO:  # (an infinite maximum must stay infinite)
-            np.minimum(col, _NEAR_ZERO, out=col)  # the row maximum's 0 off exp's slow branch
-        np.exp(col, out=col)
+        if VECTOR_EXP:
+            _vecmath.exp_inplace(col)  # (the vector exp has no slow branch at 0)
+        else:
+            if finite and _EXP_ONE_BELOW_ZERO:  # (an infinite maximum must stay infinite)
+                np.minimum(col, _NEAR_ZERO, out=col)  # the row maximum's 0 off exp's slow branch
+            np.exp(col, out=col)
         if j == 1:
             total = col + resp[:, 0]
         elif j > 1:
@@ -263,7 +300,7 @@ def logsumexp_columns(joint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         total = resp[:, 0].copy()
     for j in range(k):
         resp[:, j] /= total
-    np.log(total, out=total)
+    _log_column(total)
     return np.add(top, total, out=top), resp
 
 

@@ -11,6 +11,11 @@ of the paired ratios are printed. Three parts:
 2. ``fit``: warm gaussian k = 3 fits (``search=0``) with the shortcut and the Gram rank
    certificate (``frame.design_rank``) against without both (``matrix_rank``'s SVD).
 3. ``chunk``: one score/Hessian pass at ``hessian.HESSIAN_CHUNK`` = 32768, 16384, 8192.
+4. ``vexp``: the logsumexp's exponentials from the compiled vector exp
+   (``bayesfmm._vecmath``, glibc's libmvec) against numpy's (``ops.VECTOR_EXP``): the
+   logsumexp per row, warm fits at n = 1e4 and ``--n``, an EM iteration and a
+   score/Hessian pass at ``--n``, with the largest llf difference. Parts 1 and 2 time
+   numpy's exp (the vector exp off).
 
 Run: ``OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_kernels.py [--n 1e5]
 [--rounds 15]`` (about a minute at n = 1e5).
@@ -37,6 +42,7 @@ import bayesfmm as bf  # noqa: E402
 from bayesfmm import design, frame, hessian, mixture, ops  # noqa: E402
 
 SHORTCUT = ops._EXP_ONE_BELOW_ZERO  # as the package set it at import
+VECTOR = ops.VECTOR_EXP  # likewise
 
 
 def _per(f, count: int, reps: int = 30) -> float:
@@ -91,6 +97,44 @@ def fit_part(n: int, rounds: int) -> None:
     _report("fit", times[False], times[True], "ms")
 
 
+def vexp_part(n: int, rounds: int) -> None:
+    from bayesfmm.likelihood import score_hessian
+    from bayesfmm.ml.chunks import e_step
+    from bayesfmm.ml.em import m_step
+
+    print("4. the vector exp (bayesfmm._vecmath) against numpy's exp, alternated (before: numpy, after: vector)")
+    joint = np.asfortranarray(np.random.default_rng(0).normal(-3.0, 2.0, (min(n, 32_768), 3)))
+    cases = [("logsumexp_columns per row, k = 3", lambda: ops.logsumexp_columns(joint), joint.shape[0], "ns")]
+    llf_gap = 0.0
+    for size in sorted({10_000, n}):
+        df = simulate("gaussian", size)
+        model = bf.FMM("y ~ x1 + x2", family="gaussian", k=3)
+        fits = {}
+        for flag in (False, True):
+            ops.VECTOR_EXP = flag
+            fits[flag] = model.fit(df, search=0)
+        llf_gap = max(llf_gap, abs(fits[True].llf - fits[False].llf))
+        cases.append((f"warm fit at n = {size}", lambda m=model, d=df: m.fit(d, search=0), 0, "ms"))
+        if size == n:
+            pr, th = fits[True].problem, fits[True].theta
+            cases.append((f"EM iteration at n = {size}", lambda pr=pr, th=th: m_step(pr, e_step(pr, th).resp, th), 0, "ms"))
+            cases.append((f"score/Hessian at n = {size}", lambda pr=pr, th=th: score_hessian(pr, th), 0, "ms"))
+    for name, f, count, unit in cases:
+        times: dict[bool, list[float]] = {False: [], True: []}
+        for i in range(rounds):
+            for flag in (False, True) if i % 2 else (True, False):
+                ops.VECTOR_EXP = flag
+                if count:
+                    times[flag].append(_per(f, count))
+                else:
+                    start = time.perf_counter()
+                    f()
+                    times[flag].append((time.perf_counter() - start) * 1e3)
+        _report(name, times[False], times[True], unit)
+    ops.VECTOR_EXP = VECTOR
+    print(f"  largest llf difference between the two: {llf_gap:.2e}")
+
+
 def chunk_part(n: int, rounds: int) -> None:
     df = simulate("gaussian", n)
     res = bf.FMM("y ~ x1 + x2", family="gaussian", k=3).fit(df, search=0)
@@ -116,13 +160,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
-    if not SHORTCUT:  # this libm's exp(-2**-54) is not 1.0: the shortcut would change the numbers
+    ops.VECTOR_EXP = False  # parts 1-3 time numpy's exp; part 4 compares the two
+    if SHORTCUT:
+        exp_part(min(args.n, 32_768), args.rounds)
+        fit_part(args.n, args.rounds)
+    else:  # this libm's exp(-2**-54) is not 1.0: the shortcut would change the numbers
         print("ops._EXP_ONE_BELOW_ZERO is False here: parts 1 and 2 have nothing to compare")
-        chunk_part(args.n, args.rounds)
-        return 0
-    exp_part(min(args.n, 32_768), args.rounds)
-    fit_part(args.n, args.rounds)
     chunk_part(args.n, args.rounds)
+    ops.VECTOR_EXP = VECTOR
+    if VECTOR:
+        vexp_part(args.n, args.rounds)
+    else:
+        print("4. no vector exp in this install (bayesfmm._vecmath missing or not vectorised): nothing to compare")
     return 0
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 import bayesfmm as bf
+from bayesfmm import ops
 from bayesfmm.families.binomial import _logit_derivatives
 from bayesfmm.families.gaussian import _solve_normal_equations, _solve_normal_equations_stacked
 from bayesfmm.likelihood import score_hessian
@@ -55,7 +56,7 @@ def _general_logsumexp(joint: np.ndarray):
 
 
 @pytest.mark.parametrize("scale", [0.1, 5.0, 400.0])
-def test_two_class_logsumexp_is_the_general_loops_floats(scale):
+def test_two_class_logsumexp_is_the_general_loops_floats(scale, exp_log):
     rng = np.random.default_rng(3)
     joint = np.asfortranarray(rng.standard_normal((2000, 2)) * scale)
     joint[::7, 1] = joint[::7, 0]  # ties
@@ -68,7 +69,7 @@ def test_two_class_logsumexp_is_the_general_loops_floats(scale):
     np.testing.assert_allclose(resp.sum(axis=1), 1.0, rtol=1e-15)
 
 
-def test_two_class_logsumexp_keeps_the_non_finite_rules():
+def test_two_class_logsumexp_keeps_the_non_finite_rules(exp_log):
     joint = np.array([[-np.inf, -np.inf], [np.inf, 0.0], [np.nan, 1.0], [0.0, 0.0]])
     with np.errstate(all="ignore"):
         lse, resp = logsumexp_columns(joint)
@@ -77,20 +78,43 @@ def test_two_class_logsumexp_keeps_the_non_finite_rules():
     assert np.array_equal(resp, ref_resp, equal_nan=True)
 
 
-def _plain_logsumexp(joint: np.ndarray):
+def _vector(fn_name: str):
+    def apply(a):
+        out = np.array(a, dtype=float, order="C")  # a C-contiguous copy, any shape
+        getattr(ops._vecmath, fn_name)(out)
+        return out
+
+    return apply
+
+
+@pytest.fixture(params=["numpy", "vector"])
+def exp_log(request, monkeypatch):
+    """Each logsumexp path (numpy's exp and log, or the compiled vector ones, where the
+    install has them), with the matching exp and log for the reference arithmetic."""
+    if request.param == "numpy":
+        monkeypatch.setattr(ops, "VECTOR_EXP", False)
+        return np.exp, np.log
+    if ops._vecmath is None or not ops._vecmath.VECTORIZED:
+        pytest.skip("no vectorised bayesfmm._vecmath in this install")
+    monkeypatch.setattr(ops, "VECTOR_EXP", True)
+    return _vector("exp_inplace"), _vector("log_inplace")
+
+
+def _plain_logsumexp(joint: np.ndarray, exp=np.exp, log=np.log):
     """The general loop's arithmetic without the shortcut: ``exp(joint - top)`` as is."""
     top = joint.max(axis=1)
     top = np.where(np.isfinite(top), top, 0.0)
-    terms = np.exp(joint - top[:, None])
+    terms = exp(joint - top[:, None])
     total = terms[:, 0].copy()
     for j in range(1, joint.shape[1]):
         total += terms[:, j]
-    return top + np.log(total), terms / total[:, None]
+    return top + log(total), terms / total[:, None]
 
 
 @pytest.mark.parametrize("k", [1, 3, 5])
-def test_general_logsumexp_gives_exps_floats_off_its_zero_branch(k):
-    # the row maximum's exact 0 goes to exp as -2**-54 (same result, exp's main path)
+def test_general_logsumexp_gives_exps_floats_off_its_zero_branch(k, exp_log):
+    # numpy's path: the row maximum's exact 0 goes to exp as -2**-54 (same result, exp's
+    # main path); the vector path: exp and log from libmvec, element by element the same
     rng = np.random.default_rng(k)
     joint = np.asfortranarray(rng.standard_normal((3000, k)) * 4.0)
     if k > 1:
@@ -99,18 +123,18 @@ def test_general_logsumexp_gives_exps_floats_off_its_zero_branch(k):
         joint[::9, -1] = joint[::9, 0] - 2.0**-60  # just below the maximum
     with np.errstate(all="ignore"):
         lse, resp = logsumexp_columns(joint)
-        ref_lse, ref_resp = _plain_logsumexp(joint)
+        ref_lse, ref_resp = _plain_logsumexp(joint, *exp_log)
     assert np.array_equal(lse, ref_lse) and np.array_equal(resp, ref_resp)
 
 
-def test_general_logsumexp_keeps_the_non_finite_rules():
+def test_general_logsumexp_keeps_the_non_finite_rules(exp_log):
     joint = np.array([[-np.inf] * 3, [np.inf, 0.0, 1.0], [np.nan, 1.0, 2.0], [0.0, 0.0, 0.0], [1e308, 1e308, 0.0]])
     with np.errstate(all="ignore"):
         lse, resp = logsumexp_columns(joint)
-        ref_lse, ref_resp = _plain_logsumexp(joint)
+        ref_lse, ref_resp = _plain_logsumexp(joint, *exp_log)
     assert np.array_equal(lse, ref_lse, equal_nan=True)
     assert np.array_equal(resp, ref_resp, equal_nan=True)
-    assert lse[1] == np.inf and np.isnan(lse[2]) and lse[3] == np.log(3.0)
+    assert lse[1] == np.inf and np.isnan(lse[2]) and lse[3] == exp_log[1](np.array([3.0]))[0]  # log(3)
 
 
 def test_softplus_and_log_sigmoid_pair_are_logaddexps_floats():

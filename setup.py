@@ -1,0 +1,18 @@
+"""The one compiled piece of bayesfmm: ``bayesfmm._vecmath``, a vectorised exp (glibc's
+libmvec on AVX2) for the E-step's and the Hessian's logsumexp. Everything else is in
+pyproject.toml. The extension is optional: without a C compiler (or Python's headers)
+pip prints a warning and the package runs on numpy's exp (bayesfmm.ops.VECTOR_EXP is then
+False)."""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "bayesfmm._vecmath",
+            ["bayesfmm/_vecmath.c"],
+            libraries=["m"],  # glibc's libm linker script brings in libmvec as needed
+            optional=True,
+        )
+    ]
+)
