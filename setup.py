@@ -1,8 +1,8 @@
-"""The one compiled piece of bayesfmm: ``bayesfmm._vecmath``, a vectorised exp (glibc's
-libmvec on AVX2) for the E-step's and the Hessian's logsumexp. Everything else is in
-pyproject.toml. The extension is optional: without a C compiler (or Python's headers)
-pip prints a warning and the package runs on numpy's exp (bayesfmm.ops.VECTOR_EXP is then
-False)."""
+"""The one compiled piece of bayesfmm: ``bayesfmm._vecmath``, glibc's vectorised exp, log
+and log1p (libmvec on AVX2) for the logsumexp over classes and the families' densities.
+Everything else is in pyproject.toml. The extension is optional: without a C compiler
+(or Python's headers) pip prints a warning and the package runs on numpy's functions
+(bayesfmm.ops.VECTOR_EXP is then False)."""
 
 from setuptools import Extension, setup
 

@@ -1,8 +1,8 @@
-/* exp and log of a contiguous float64 buffer in place, four doubles at a time.
+/* exp, log and log1p of a contiguous float64 buffer in place, four doubles at a time.
 
    numpy has SIMD float64 exp only with AVX-512; on an AVX2 CPU every element goes through
-   libm's scalar exp (and log). glibc ships vector versions for AVX2 (libmvec's
-   _ZGVdN4v_exp and _ZGVdN4v_log, within 4 ulp, with the scalar functions' results for
+   libm's scalar exp (and log, log1p). glibc ships vector versions for AVX2 (libmvec's
+   _ZGVdN4v_exp and _ZGVdN4v_log since glibc 2.22, _ZGVdN4v_log1p since 2.35; within 4 ulp, with the scalar functions' results for
    infinities, NaN, zero, negative arguments, overflow, underflow and subnormals): this
    module calls them where the CPU has AVX2 and FMA and the C library is glibc on x86-64,
    and libm's scalar functions elsewhere (where VECTORIZED is False and bayesfmm.ops keeps
@@ -26,6 +26,12 @@ typedef double (*scalar_fn)(double);
 __m256d _ZGVdN4v_exp(__m256d);
 __m256d _ZGVdN4v_log(__m256d);
 typedef __m256d (*vector_fn)(__m256d);
+#if __GLIBC_PREREQ(2, 35)
+__m256d _ZGVdN4v_log1p(__m256d);
+#define VECTOR_LOG1P _ZGVdN4v_log1p
+#else
+#define VECTOR_LOG1P NULL /* older glibc: libm's scalar log1p */
+#endif
 
 __attribute__((target("avx2,fma"))) static void apply_avx2(vector_fn f, double *x, Py_ssize_t n)
 {
@@ -64,7 +70,7 @@ static PyObject *apply_inplace(PyObject *arg, scalar_fn scalar, const char *name
     double *x = (double *)view.buf;
     Py_BEGIN_ALLOW_THREADS
 #ifdef BAYESFMM_LIBMVEC
-    if (vectorized) {
+    if (vectorized && vector != NULL) {
         apply_avx2(vector, x, n);
     } else {
         for (Py_ssize_t i = 0; i < n; i++) x[i] = scalar(x[i]);
@@ -78,13 +84,14 @@ static PyObject *apply_inplace(PyObject *arg, scalar_fn scalar, const char *name
 }
 
 #ifdef BAYESFMM_LIBMVEC
-#define APPLY(arg, fn, name) apply_inplace(arg, fn, name, _ZGVdN4v_##fn)
+#define APPLY(arg, fn, name, vector) apply_inplace(arg, fn, name, vector)
 #else
-#define APPLY(arg, fn, name) apply_inplace(arg, fn, name)
+#define APPLY(arg, fn, name, vector) apply_inplace(arg, fn, name)
 #endif
 
-static PyObject *exp_inplace(PyObject *self, PyObject *arg) { return APPLY(arg, exp, "exp_inplace"); }
-static PyObject *log_inplace(PyObject *self, PyObject *arg) { return APPLY(arg, log, "log_inplace"); }
+static PyObject *exp_inplace(PyObject *self, PyObject *arg) { return APPLY(arg, exp, "exp_inplace", _ZGVdN4v_exp); }
+static PyObject *log_inplace(PyObject *self, PyObject *arg) { return APPLY(arg, log, "log_inplace", _ZGVdN4v_log); }
+static PyObject *log1p_inplace(PyObject *self, PyObject *arg) { return APPLY(arg, log1p, "log1p_inplace", VECTOR_LOG1P); }
 
 static PyMethodDef methods[] = {
     {"exp_inplace", exp_inplace, METH_O,
@@ -93,11 +100,14 @@ static PyMethodDef methods[] = {
     {"log_inplace", log_inplace, METH_O,
      "log_inplace(x)\n--\n\nReplace each element of the writable contiguous float64 buffer x by its "
      "natural logarithm (libmvec's AVX2 log where VECTORIZED, libm's log otherwise)."},
+    {"log1p_inplace", log1p_inplace, METH_O,
+     "log1p_inplace(x)\n--\n\nReplace each element of the writable contiguous float64 buffer x by "
+     "log(1 + x) (libmvec's AVX2 log1p where VECTORIZED_LOG1P, libm's log1p otherwise)."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_vecmath", "exp and log of a float64 buffer in place, vectorised with glibc's libmvec on AVX2.",
+    PyModuleDef_HEAD_INIT, "_vecmath", "exp, log and log1p of a float64 buffer in place, vectorised with glibc's libmvec on AVX2.",
     -1, methods,
 };
 
@@ -111,7 +121,14 @@ PyMODINIT_FUNC PyInit__vecmath(void)
     if (m == NULL) {
         return NULL;
     }
-    if (PyModule_AddIntConstant(m, "VECTORIZED", vectorized) < 0) {
+    int log1p_vectorized = 0;
+#ifdef BAYESFMM_LIBMVEC
+#if __GLIBC_PREREQ(2, 35)
+    log1p_vectorized = vectorized;
+#endif
+#endif
+    if (PyModule_AddIntConstant(m, "VECTORIZED", vectorized) < 0
+        || PyModule_AddIntConstant(m, "VECTORIZED_LOG1P", log1p_vectorized) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["Ops", "NUMPY_OPS", "pytensor_ops", "recurrence_sums", "logsumexp_columns", "log_softmax", "expit", "cho_factor", "cho_solve", "Lazy", "special", "linalg"]
+__all__ = ["Ops", "NUMPY_OPS", "pytensor_ops", "recurrence_sums", "logsumexp_columns", "exp_in_place", "log_in_place", "log1p_in_place", "VECTOR_EXP", "log_softmax", "expit", "cho_factor", "cho_solve", "Lazy", "special", "linalg"]
 
 
 class Lazy:
@@ -157,12 +157,13 @@ class Ops:
 
 def _np_softplus(x):
     """``log(1 + exp(x))`` as ``max(x, 0) + log1p(exp(-|x|))``: ``np.logaddexp(0, x)``'s
-    arithmetic, step for step (the same floats), at 1.7x its speed.
+    arithmetic, step for step (the same floats with numpy's ``exp`` and ``log1p``; within
+    a few ulp with the vector ones, :data:`VECTOR_EXP`), at 1.7x its speed (3x with them).
 
     Examples
     --------
     >>> x = np.array([-800.0, -1.0, 0.0, 2.5, 800.0])
-    >>> bool(np.array_equal(_np_softplus(x), np.logaddexp(0.0, x)))
+    >>> bool(np.allclose(_np_softplus(x), np.logaddexp(0.0, x), rtol=1e-15, atol=0.0))
     True
     """
     x = np.asarray(x, dtype=float)
@@ -174,7 +175,7 @@ def _np_softplus(x):
 def _softplus_tail(x: np.ndarray) -> np.ndarray:
     """``log1p(exp(-|x|))``: the part ``softplus(x)`` and ``softplus(-x)`` share."""
     with np.errstate(over="ignore", invalid="ignore"):
-        return np.log1p(np.exp(-np.abs(x)))
+        return log1p_in_place(exp_in_place(-np.abs(x)))  # in place on the new array
 
 
 def _np_log_sigmoid_pair(x):
@@ -206,28 +207,45 @@ except ImportError:  # pragma: no cover - depends on the install
 # vector math (libmvec, AVX2: 4 doubles per call, within 4 ulp of libm, the same results
 # for infinities, NaN and zero) instead of numpy's, which is scalar on CPUs without
 # AVX-512: the logsumexp per row 2x faster, fits and EM iterations 1.05-1.2x
-# (benchmarks/bench_kernels.py, benchmarks/README.md). Decided once at import;
+# (benchmarks/bench_kernels.py, benchmarks/README.md); the binary families' softplus and
+# logit derivatives take their exp and log1p from it too. Decided once at import;
 # ``BAYESFMM_VECTOR_EXP=0`` in the environment keeps numpy's functions (bit for bit the
 # results of an install without the extension).
 VECTOR_EXP = bool(_vecmath is not None and _vecmath.VECTORIZED and os.environ.get("BAYESFMM_VECTOR_EXP", "1") != "0")
 
 
-def _exp_column(col: np.ndarray) -> None:
-    """``exp`` of a float64 vector in place: libmvec's where :data:`VECTOR_EXP` and the
-    vector is contiguous (each element's result depends on its value alone, not on its
-    place or the length), numpy's otherwise."""
-    if VECTOR_EXP and col.flags.c_contiguous:
-        _vecmath.exp_inplace(col)
+def _in_place(name: str, numpy_fn, x: Any) -> Any:
+    if not isinstance(x, np.ndarray):  # a numpy scalar (what a ufunc gives for a 0-d array)
+        return numpy_fn(x)
+    if VECTOR_EXP and x.dtype == np.float64 and x.flags.c_contiguous and x.flags.writeable:
+        getattr(_vecmath, name)(x)
     else:
-        np.exp(col, out=col)
+        numpy_fn(x, out=x)
+    return x
 
 
-def _log_column(col: np.ndarray) -> None:
-    """``log`` of a float64 vector in place, as :func:`_exp_column`."""
-    if VECTOR_EXP and col.flags.c_contiguous:
-        _vecmath.log_inplace(col)
-    else:
-        np.log(col, out=col)
+def exp_in_place(x: np.ndarray) -> np.ndarray:
+    """``x <- exp(x)`` for a float64 array, returned (a numpy scalar gives a new one): libmvec's vector ``exp`` where
+    :data:`VECTOR_EXP` and ``x`` is contiguous (each element's result depends on its
+    value alone, not on its place or the array's length), numpy's otherwise.
+
+    Examples
+    --------
+    >>> exp_in_place(np.array([0.0, -np.inf, np.log(2.0)])).round(12).tolist()
+    [1.0, 0.0, 2.0]
+    """
+    return _in_place("exp_inplace", np.exp, x)
+
+
+def log_in_place(x: np.ndarray) -> np.ndarray:
+    """``x <- log(x)`` for a float64 array, as :func:`exp_in_place`."""
+    return _in_place("log_inplace", np.log, x)
+
+
+def log1p_in_place(x: np.ndarray) -> np.ndarray:
+    """``x <- log(1 + x)`` for a float64 array, as :func:`exp_in_place` (libmvec's
+    ``log1p`` needs glibc 2.35: with an older one the extension runs libm's)."""
+    return _in_place("log1p_inplace", np.log1p, x)
 
 
 def _logsumexp_two_columns(joint: np.ndarray, top: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -237,7 +255,7 @@ def _logsumexp_two_columns(joint: np.ndarray, top: np.ndarray) -> tuple[np.ndarr
     first, second = joint[:, 0], joint[:, 1]
     term = np.minimum(first, second)
     term -= top
-    _exp_column(term)  # the smaller column's term; 1 on ties
+    exp_in_place(term)  # the smaller column's term; 1 on ties
     total = term + 1.0
     first_larger = first >= second
     larger = np.divide(1.0, total)
@@ -245,7 +263,7 @@ def _logsumexp_two_columns(joint: np.ndarray, top: np.ndarray) -> tuple[np.ndarr
     resp = np.empty_like(joint, order="F")
     np.copyto(resp[:, 0], np.where(first_larger, larger, term))
     np.copyto(resp[:, 1], np.where(first_larger, term, larger))
-    _log_column(total)
+    log_in_place(total)
     return np.add(top, total, out=top), resp
 
 
@@ -300,7 +318,7 @@ def logsumexp_columns(joint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         total = resp[:, 0].copy()
     for j in range(k):
         resp[:, j] /= total
-    _log_column(total)
+    log_in_place(total)
     return np.add(top, total, out=top), resp
 
 

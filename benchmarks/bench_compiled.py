@@ -9,28 +9,27 @@ Four parts, printed as tables and written to ``benchmarks/results/bench_engine_c
    -mavx2 -mfma``, which gcc vectorises into glibc's libmvec ``_ZGVdN4v_exp`` (4 doubles
    per call). Skipped without gcc.
 2. ``passes``: at n = 1e6 (gaussian, k = 3, ``y ~ x1 + x2``, the fit's own maximum), an
-   EM iteration and a score + exact Hessian, the package's numpy engine against
-   hand-fused numba kernels (``compiled_kernels.py``: every row read once; the Newton
-   kernel with ``S'S`` accumulated per row or per 256-row block in BLAS), each beside the
+   EM iteration and a score + exact Hessian, the package's engine (numpy, with the
+   logsumexp's vector ``exp``/``log`` of ``bayesfmm._vecmath`` where ``ops.VECTOR_EXP``:
+   the table's title says which) against hand-fused numba kernels
+   (``compiled_kernels.py``: every row read once; the Newton kernel with ``S'S``
+   accumulated per row or per 256-row block in BLAS), each beside the
    memory-bandwidth bound of ``bench_engine.py`` measured in the same run, with the
    kernels' agreement with the engine.
 3. ``startup``: what a compiled kernel costs a fresh process: ``import numba``, the first
    call with an empty cache (compilation) and with the cache ``cache=True`` wrote (load),
    beside the package's own first fit of the same model at n = 1e5 (fresh process).
-4. ``vexp``: the package's fits with the libmvec ``exp`` of part 1 swapped into
-   ``logsumexp_columns`` (the E-step's and the Hessian's exponentials; a ``ctypes`` shim
-   on ``bayesfmm.ops``'s numpy), against numpy's ``exp``, alternated in one process:
-   warm fits at n = 1e4 and 1e5 and EM iterations at 1e6. Skipped without gcc.
-5. ``xla``: the same gaussian model in JAX (when installed: the ``jax`` extra): an EM
+4. ``xla``: the same gaussian model in JAX (when installed: the ``jax`` extra): an EM
    iteration written in ``jax.numpy`` and fused by XLA's compiler (one thread, as the
    engine's BLAS), and the exact Hessian by ``jax.hessian`` (timed last: its intermediates
-   take gigabytes), against the numpy engine at the same n, with JAX's import and compile
-   times (the route by which the families' one definition, through PyTensor's JAX
+   take gigabytes), against the package's engine at the same n, with JAX's import and
+   compile times (the route by which the families' one definition, through PyTensor's JAX
    backend, could reach a compiler).
 
 Run: ``OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_compiled.py
 [--n 1e6] [--rounds 9]`` (about 3 minutes). numba comes with nutpie (the Bayesian
-sampler's dependency); the package itself never imports it.
+sampler's dependency); the package itself never imports it. The vector exp inside the
+package is timed against numpy's by ``bench_kernels.py`` (part 4).
 """
 
 from __future__ import annotations
@@ -45,7 +44,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 import warnings
 from pathlib import Path
 
@@ -148,9 +146,9 @@ def passes_table(n: int, rounds: int) -> list[dict]:
     ck.newton_pass(X, y, beta, lnvar, pi, mu_cols, lv_col, cls_col, size, False)
     em_llf = ck.em_pass(X, y, beta, lnvar, log_pi)[0]
     candidates = {
-        "EM iteration, numpy engine (e_step + m_step)": lambda: m_step(problem, e_step(problem, theta).resp, theta),
+        "EM iteration, engine (e_step + m_step)": lambda: m_step(problem, e_step(problem, theta).resp, theta),
         "EM iteration, fused numba (E-step + M-step cross-products)": lambda: ck.em_pass(X, y, beta, lnvar, log_pi),
-        "score + Hessian, numpy engine": lambda: score_hessian(problem, theta),
+        "score + Hessian, engine": lambda: score_hessian(problem, theta),
         "score + Hessian, fused numba, S'S per row": lambda: ck.newton_pass(X, y, beta, lnvar, pi, mu_cols, lv_col, cls_col, size, False),
         "score + Hessian, fused numba, S'S per 256 rows (BLAS)": lambda: ck.newton_pass(X, y, beta, lnvar, pi, mu_cols, lv_col, cls_col, size, True),
     }
@@ -208,66 +206,7 @@ def startup_table() -> list[dict]:
     return rows
 
 
-# -- 4. the libmvec exp in the package's logsumexp -------------------------------------------
-def _shim_numpy(vexp) -> types.ModuleType:
-    """numpy's namespace with ``exp`` of a contiguous float64 array into ``out`` done by the
-    C loop (anything else goes to numpy)."""
-    shim = types.ModuleType("numpy_vexp")
-    shim.__dict__.update(np.__dict__)
-
-    def exp(x, out=None, **kw):
-        if (not kw and isinstance(x, np.ndarray) and x.dtype == np.float64 and x.flags.c_contiguous
-                and out is not None and out.flags.c_contiguous and out.shape == x.shape and out.dtype == np.float64):
-            vexp(x.ctypes.data, out.ctypes.data, x.size)
-            return out
-        return np.exp(x, out=out, **kw) if out is not None else np.exp(x, **kw)
-
-    shim.exp = exp
-    return shim
-
-
-def vexp_table(vexp, rounds: int, n_em: int) -> list[dict]:
-    shim = _shim_numpy(vexp)
-    rows = []
-    try:
-        for n, what in ((10_000, "warm fit"), (100_000, "warm fit"), (n_em, "EM iteration")):
-            df = simulate("gaussian", n)
-            model = bf.FMM("y ~ x1 + x2", k=3)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                res = model.fit(df, search=0)
-                if what == "warm fit":
-                    def f(model=model, df=df):
-                        with warnings.catch_warnings():
-                            warnings.simplefilter("ignore")
-                            return model.fit(df, search=0)
-                    reps = 15 if n <= 10_000 else 3
-                else:
-                    def f(problem=res.problem, theta=res.theta):
-                        return m_step(problem, e_step(problem, theta).resp, theta)
-                    reps = 3
-            llfs = {}
-            times: dict = {"numpy exp": [], "libmvec exp": []}
-            for _ in range(rounds):
-                for name, module in (("numpy exp", np), ("libmvec exp", shim)):
-                    ops.np = module
-                    times[name].append(_median_ms(f, reps))
-                    if what == "warm fit":
-                        llfs[name] = f().llf
-                    ops.np = np
-            a, b = statistics.median(times["numpy exp"]), statistics.median(times["libmvec exp"])
-            paired = statistics.median(x / y for x, y in zip(times["numpy exp"], times["libmvec exp"]))
-            row = {"n": n, "what": what, "numpy_exp_ms": a, "libmvec_exp_ms": b, "speedup_paired": paired}
-            if llfs:
-                row["llf_abs_diff"] = abs(llfs["numpy exp"] - llfs["libmvec exp"])
-            rows.append(row)
-            print(f"  vexp n={n}: {a:.2f} -> {b:.2f} ms", file=sys.stderr, flush=True)
-    finally:
-        ops.np = np
-    return rows
-
-
-# -- 5. XLA (JAX) ---------------------------------------------------------------------------
+# -- 4. XLA (JAX) ---------------------------------------------------------------------------
 def xla_table(n: int, rounds: int) -> list[dict]:
     # one thread, as the engine's BLAS runs (OPENBLAS_NUM_THREADS=1)
     os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
@@ -319,9 +258,9 @@ def xla_table(n: int, rounds: int) -> list[dict]:
     H = np.asarray(hessian(params, Xj, yj))
     _, _, H_engine = score_hessian(problem, theta)
     candidates = {
-        "EM iteration, numpy engine": lambda: m_step(problem, e_step(problem, theta).resp, theta),
+        "EM iteration, engine": lambda: m_step(problem, e_step(problem, theta).resp, theta),
         "EM iteration, XLA (jax.jit)": lambda: jax.block_until_ready(em_iteration(*em_args)),
-        "score + Hessian, numpy engine": lambda: score_hessian(problem, theta),
+        "score + Hessian, engine": lambda: score_hessian(problem, theta),
     }
     ms = alternate(candidates, rounds, 1)
     # timed after the others: its intermediates take gigabytes, which would disturb them
@@ -343,16 +282,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         vexp = build_vexp(Path(tmp))
         show("1. exp, ns per element (8192-element blocks, alternated)", exp_table(vexp, args.rounds), "compiled_exp")
-        show(f"2. one pass at n = {args.n:.0e}: numpy engine against fused numba kernels", passes_table(args.n, args.rounds),
-             "compiled_passes")
+        engine = "numpy + vector exp/log" if ops.VECTOR_EXP else "numpy"
+        show(f"2. one pass at n = {args.n:.0e}: the package's engine ({engine}) against fused numba kernels",
+             passes_table(args.n, args.rounds), "compiled_passes")
         show("3. what a fresh process pays (numba kernels against the package's first fit)", startup_table(), "compiled_startup")
-        if vexp is not None:
-            show("4. libmvec exp in the package's logsumexp (alternated in one process)",
-                 vexp_table(vexp, args.rounds, args.n), "compiled_vexp")
     if importlib.util.find_spec("jax") is None:
-        print("\n5. XLA: skipped (JAX is not installed: pip install -e '.[jax]')")
+        print("\n4. XLA: skipped (JAX is not installed: pip install -e '.[jax]')")
     else:
-        show(f"5. XLA (JAX) at n = {args.n:.0e}", xla_table(args.n, args.rounds), "compiled_xla")
+        show(f"4. XLA (JAX) at n = {args.n:.0e}", xla_table(args.n, args.rounds), "compiled_xla")
     return 0
 
 

@@ -1,5 +1,6 @@
-"""The compiled vector exp and log (``bayesfmm._vecmath``, glibc's libmvec on AVX2) that the
-logsumexp over classes uses where the install has them: within 4 ulp of numpy's (libmvec's
+"""The compiled vector exp, log and log1p (``bayesfmm._vecmath``, glibc's libmvec on AVX2)
+that the logsumexp over classes and the families' densities use where the install has
+them: within 4 ulp of numpy's (libmvec's
 stated accuracy), numpy's results for every special value, each element's result fixed by
 its value alone (not by its place in the buffer or the buffer's length, so row chunks of
 any size give the same floats), and fits that reach numpy's log likelihood."""
@@ -34,6 +35,8 @@ def _apply(name: str, x: np.ndarray) -> np.ndarray:
     ("exp_inplace", np.exp, np.random.default_rng(0).normal(-3.0, 4.0, 100_000)),
     ("log_inplace", np.log, np.geomspace(5e-324, 1e308, 200_001)),
     ("log_inplace", np.log, np.random.default_rng(1).uniform(1.0, 3.0, 100_000)),  # a logsumexp's totals
+    ("log1p_inplace", np.log1p, np.random.default_rng(2).uniform(0.0, 1.0, 100_000)),  # a softplus's exp(-|x|)
+    ("log1p_inplace", np.log1p, np.concatenate([-np.geomspace(0.999999, 1e-300, 1000), np.geomspace(1e-300, 1e300, 2000)])),
 ])
 def test_within_four_ulp_of_numpy(name, ref, values):
     with np.errstate(over="ignore"):
@@ -47,7 +50,7 @@ def test_within_four_ulp_of_numpy(name, ref, values):
     assert np.all(np.abs(got[~normal] - want[~normal]) <= 4 * 5e-324)  # subnormal results: absolute ulps
 
 
-@pytest.mark.parametrize("name,ref", [("exp_inplace", np.exp), ("log_inplace", np.log)])
+@pytest.mark.parametrize("name,ref", [("exp_inplace", np.exp), ("log_inplace", np.log), ("log1p_inplace", np.log1p)])
 def test_special_values_are_numpys(name, ref):
     with np.errstate(all="ignore"):
         want = ref(SPECIAL)
@@ -58,10 +61,10 @@ def test_special_values_are_numpys(name, ref):
     np.testing.assert_allclose(got[~exact], want[~exact], rtol=4 * ULP, atol=4 * 5e-324)
 
 
-@pytest.mark.parametrize("name", ["exp_inplace", "log_inplace"])
+@pytest.mark.parametrize("name", ["exp_inplace", "log_inplace", "log1p_inplace"])
 def test_each_result_depends_on_the_value_alone(name):
     rng = np.random.default_rng(2)
-    values = rng.uniform(0.1, 3.0, 23) if name == "log_inplace" else rng.normal(0.0, 3.0, 23)
+    values = rng.normal(0.0, 3.0, 23) if name == "exp_inplace" else rng.uniform(0.1, 3.0, 23)
     alone = np.array([_apply(name, values[i : i + 1])[0] for i in range(values.size)])
     for length in range(1, values.size + 1):  # every tail length after the 4-wide blocks
         for start in (0, 1, 3):
@@ -85,8 +88,20 @@ def test_logsumexp_falls_back_to_numpy_on_a_strided_vector(monkeypatch):
     monkeypatch.setattr(ops, "VECTOR_EXP", True)
     col = np.linspace(-5.0, 0.0, 40).reshape(20, 2)[:, 1]  # not contiguous
     want = np.exp(col)
-    ops._exp_column(col)
+    ops.exp_in_place(col)
     assert np.array_equal(col, want)
+
+
+def test_in_place_helpers_keep_numpys_shapes_and_types(monkeypatch):
+    monkeypatch.setattr(ops, "VECTOR_EXP", bool(vecmath.VECTORIZED))
+    x = np.linspace(-3.0, 3.0, 40).reshape(5, 8)
+    for value in (x.copy(), x.T.copy(), x[:, ::2].copy(), np.arange(20.0), x.astype(np.float32)):
+        want = np.exp(value)
+        got = ops.exp_in_place(value)
+        assert got is value and got.shape == want.shape and got.dtype == want.dtype
+        np.testing.assert_allclose(got, want, rtol=4 * ULP)
+    assert ops.exp_in_place(np.float64(0.0)) == 1.0  # a numpy scalar: a new value
+    assert ops.log1p_in_place(np.float64(0.0)) == 0.0
 
 
 def test_the_environment_switches_it_off():

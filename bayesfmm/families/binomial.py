@@ -26,6 +26,7 @@ from bayesfmm.ops import (
     LOG_2PI,
     NUMPY_OPS,
     Ops,
+    exp_in_place,
     special,  # scipy.special, loaded on first use
 )
 
@@ -59,7 +60,7 @@ def _logit_derivatives(eta):
     ``expit`` (tests/test_engine_kernels.py), and the tails (``|eta|`` past 745.2) exactly 0
     and 1 as there (between 709.8 and 745.2 a subnormal where ``expit`` rounds to 0)."""
     eta = np.asarray(eta, dtype=float)
-    e = np.exp(-np.abs(eta))
+    e = exp_in_place(-np.abs(eta))  # in place on the new array
     large = 1.0 / (1.0 + e)
     small = e * large
     positive = eta >= 0
