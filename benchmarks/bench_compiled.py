@@ -53,7 +53,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(REPO), str(HERE)]
 
-from bench_engine import CHILD, MODELS, bandwidth_gbs, run_child, show, simulate  # noqa: E402
+import compiled_kernels as ck  # noqa: E402
+from bench_engine import CHILD, MODELS, _median_ms, bandwidth_gbs, run_child, show, simulate  # noqa: E402
 from bench_ml import parse_n  # noqa: E402
 
 import bayesfmm as bf  # noqa: E402
@@ -85,15 +86,6 @@ def build_vexp(where: Path):
     return fn
 
 
-def _median_ms(f, reps: int) -> float:
-    times = []
-    for _ in range(reps):
-        s = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - s)
-    return 1e3 * statistics.median(times)
-
-
 def alternate(candidates: dict, rounds: int, reps: int) -> dict:
     """Median ms of each candidate over ``rounds`` alternated rounds (``reps`` calls each)."""
     times: dict = {name: [] for name in candidates}
@@ -101,6 +93,16 @@ def alternate(candidates: dict, rounds: int, reps: int) -> dict:
         for name, f in candidates.items():
             times[name].append(_median_ms(f, reps))
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def _fitted(n: int):
+    """The gaussian k = 3 benchmark fit at n rows: its problem, theta and the kernels'
+    arguments (``compiled_kernels.gaussian_layout``)."""
+    df = simulate("gaussian", n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = bf.FMM("y ~ x1 + x2", k=3).fit(df, search=0)
+    return res.problem, res.theta, ck.gaussian_layout(res.problem, res.theta)
 
 
 # -- 1. exp ----------------------------------------------------------------------------------
@@ -131,14 +133,7 @@ def exp_table(vexp, rounds: int) -> list[dict]:
 
 # -- 2. passes -------------------------------------------------------------------------------
 def passes_table(n: int, rounds: int) -> list[dict]:
-    import compiled_kernels as ck
-
-    df = simulate("gaussian", n)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = bf.FMM("y ~ x1 + x2", k=3).fit(df, search=0)
-    problem, theta = res.problem, res.theta
-    X, y, beta, lnvar, pi, mu_cols, lv_col, cls_col = ck.gaussian_layout(problem, theta)
+    problem, theta, (X, y, beta, lnvar, pi, mu_cols, lv_col, cls_col) = _fitted(n)
     size = problem.layout.size
     log_pi = np.log(pi)
     ev, g, H = score_hessian(problem, theta)
@@ -217,14 +212,7 @@ def xla_table(n: int, rounds: int) -> list[dict]:
 
     import_s = time.perf_counter() - start
     jax.config.update("jax_enable_x64", True)
-    import compiled_kernels as ck
-
-    df = simulate("gaussian", n)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = bf.FMM("y ~ x1 + x2", k=3).fit(df, search=0)
-    problem, theta = res.problem, res.theta
-    X, y, beta, lnvar, pi, mu_cols, lv_col, cls_col = ck.gaussian_layout(problem, theta)
+    problem, theta, (X, y, beta, lnvar, pi, mu_cols, lv_col, cls_col) = _fitted(n)
     k, p = beta.shape
 
     def joint(beta, lnvar, log_pi, X, y):

@@ -20,6 +20,29 @@ import numpy as np
 LOG_2PI = math.log(2 * math.pi)
 
 
+@nb.njit(cache=True, fastmath=True, inline="always")
+def _responsibilities(lj, top, resp_sums):
+    """``lj <- exp(lj - top) / sum``, the row's responsibilities, added to ``resp_sums``;
+    returns the row's log likelihood."""
+    total = 0.0
+    for j in range(lj.size):
+        lj[j] = math.exp(lj[j] - top)
+        total += lj[j]
+    for j in range(lj.size):
+        lj[j] /= total
+        resp_sums[j] += lj[j]
+    return top + math.log(total)
+
+
+@nb.njit(cache=True, fastmath=True, inline="always")
+def _residual(X, y, beta, i, j):
+    """``y_i - x_i' beta_j``."""
+    mu = 0.0
+    for u in range(X.shape[1]):
+        mu += X[i, u] * beta[j, u]
+    return y[i] - mu
+
+
 @nb.njit(cache=True, fastmath=True)
 def em_pass(X, y, beta, lnvar, log_pi):
     """One E-step and the M-step's sufficient statistics: ``(llf, resp sums, grams)`` with
@@ -40,20 +63,12 @@ def em_pass(X, y, beta, lnvar, log_pi):
         z[p] = y[i]
         top = -np.inf
         for j in range(k):
-            mu = 0.0
-            for u in range(p):
-                mu += z[u] * beta[j, u]
-            r = y[i] - mu
+            r = _residual(X, y, beta, i, j)
             lj[j] = const[j] - 0.5 * r * r * prec[j]
             top = max(top, lj[j])
-        total = 0.0
+        llf += _responsibilities(lj, top, resp_sums)
         for j in range(k):
-            lj[j] = math.exp(lj[j] - top)
-            total += lj[j]
-        llf += top + math.log(total)
-        for j in range(k):
-            rj = lj[j] / total
-            resp_sums[j] += rj
+            rj = lj[j]
             for u in range(q):
                 a = rj * z[u]
                 for v in range(u + 1):
@@ -82,23 +97,15 @@ def newton_pass(X, y, beta, lnvar, pi, mu_cols, lv_col, cls_col, size, blas=True
     for i in range(n):
         top = -np.inf
         for j in range(k):
-            mu = 0.0
-            for u in range(p):
-                mu += X[i, u] * beta[j, u]
-            r = y[i] - mu
+            r = _residual(X, y, beta, i, j)
             sc = r * prec[j]
             dmu[j] = sc
             dlv[j] = 0.5 * (r * sc - 1.0)
             lj[j] = const[j] - 0.5 * r * sc
             top = max(top, lj[j])
-        total = 0.0
+        llf += _responsibilities(lj, top, resp_sums)
         for j in range(k):
-            lj[j] = math.exp(lj[j] - top)
-            total += lj[j]
-        llf += top + math.log(total)
-        for j in range(k):
-            rj = lj[j] / total
-            resp_sums[j] += rj
+            rj = lj[j]
             if cls_col[j] >= 0:
                 s[cls_col[j]] = rj - pi[j]
             a = rj * dmu[j]
