@@ -2,12 +2,13 @@
 
    numpy has SIMD float64 exp only with AVX-512; on an AVX2 CPU every element goes through
    libm's scalar exp (and log, log1p). glibc ships vector versions for AVX2 (libmvec's
-   _ZGVdN4v_exp and _ZGVdN4v_log since glibc 2.22, _ZGVdN4v_log1p since 2.35; within 4 ulp, with the scalar functions' results for
-   infinities, NaN, zero, negative arguments, overflow, underflow and subnormals): this
-   module calls them where the CPU has AVX2 and FMA and the C library is glibc on x86-64,
-   and libm's scalar functions elsewhere (where VECTORIZED is False and bayesfmm.ops keeps
-   numpy's). Measured in benchmarks/bench_compiled.py and
-   bench_kernels.py. One job, no state beyond the CPU check made at import.
+   _ZGVdN4v_exp and _ZGVdN4v_log since glibc 2.22, _ZGVdN4v_log1p since 2.35; within
+   4 ulp, with the scalar functions' results for infinities, NaN, zero, negative
+   arguments, overflow, underflow and subnormals): this module calls them where the CPU
+   has AVX2 and FMA and the C library is glibc on x86-64, and libm's scalar functions
+   elsewhere (where VECTORIZED is False and bayesfmm.ops keeps numpy's). Measured in
+   benchmarks/bench_compiled.py and bench_kernels.py. One job, no state beyond the CPU
+   check made at import.
 
    Built by setup.py as an optional extension: without a C compiler the package installs
    without it and runs on numpy alone. */

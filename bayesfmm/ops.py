@@ -198,7 +198,7 @@ def _np_log_sigmoid_pair(x):
     return log_p[()], log_q[()]
 
 
-try:  # the optional compiled exp and log (setup.py): absent where installed without a C compiler
+try:  # the optional compiled exp, log and log1p (setup.py): absent where installed without a C compiler
     import bayesfmm._vecmath as _vecmath  # a compiled leaf: imports nothing of the package
 except ImportError:  # pragma: no cover - depends on the install
     _vecmath = None
@@ -206,9 +206,10 @@ except ImportError:  # pragma: no cover - depends on the install
 # Whether the logsumexp over classes takes its exponentials and logarithms from glibc's
 # vector math (libmvec, AVX2: 4 doubles per call, within 4 ulp of libm, the same results
 # for infinities, NaN and zero) instead of numpy's, which is scalar on CPUs without
-# AVX-512: the logsumexp per row 2x faster, fits and EM iterations 1.05-1.2x
-# (benchmarks/bench_kernels.py, benchmarks/README.md); the binary families' softplus and
-# logit derivatives take their exp and log1p from it too. Decided once at import;
+# AVX-512: the logsumexp per row 2.8x faster, warm fits 1.14x (gaussian k = 3) at n = 1e4,
+# EM iterations 1.35x (benchmarks/bench_kernels.py, benchmarks/README.md); the binary
+# families' softplus and logit derivatives take their exp and log1p from it too (binomial
+# fits 1.24x). Decided once at import;
 # ``BAYESFMM_VECTOR_EXP=0`` in the environment keeps numpy's functions (bit for bit the
 # results of an install without the extension).
 VECTOR_EXP = bool(_vecmath is not None and _vecmath.VECTORIZED and os.environ.get("BAYESFMM_VECTOR_EXP", "1") != "0")
@@ -225,9 +226,10 @@ def _in_place(name: str, numpy_fn, x: Any) -> Any:
 
 
 def exp_in_place(x: np.ndarray) -> np.ndarray:
-    """``x <- exp(x)`` for a float64 array, returned (a numpy scalar gives a new one): libmvec's vector ``exp`` where
-    :data:`VECTOR_EXP` and ``x`` is contiguous (each element's result depends on its
-    value alone, not on its place or the array's length), numpy's otherwise.
+    """``x <- exp(x)`` for a float64 array, returned (a numpy scalar gives a new one):
+    libmvec's vector ``exp`` where :data:`VECTOR_EXP` and ``x`` is contiguous (each
+    element's result depends on its value alone, not on its place or the array's length),
+    numpy's otherwise.
 
     Examples
     --------
@@ -304,12 +306,9 @@ def logsumexp_columns(joint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     for j in range(k):
         col = resp[:, j]
         np.subtract(joint[:, j], top, out=col)
-        if VECTOR_EXP:
-            _vecmath.exp_inplace(col)  # (the vector exp has no slow branch at 0)
-        else:
-            if finite and _EXP_ONE_BELOW_ZERO:  # (an infinite maximum must stay infinite)
-                np.minimum(col, _NEAR_ZERO, out=col)  # the row maximum's 0 off exp's slow branch
-            np.exp(col, out=col)
+        if finite and _EXP_ONE_BELOW_ZERO and not VECTOR_EXP:  # (an infinite maximum must stay infinite)
+            np.minimum(col, _NEAR_ZERO, out=col)  # the row maximum's 0 off libm exp's slow branch
+        exp_in_place(col)
         if j == 1:
             total = col + resp[:, 0]
         elif j > 1:
