@@ -107,25 +107,17 @@ def vexp_part(n: int, rounds: int) -> None:
     joint = np.asfortranarray(np.random.default_rng(0).normal(-3.0, 2.0, (min(n, 32_768), 3)))
     cases = [("logsumexp_columns per row, k = 3", lambda: ops.logsumexp_columns(joint), joint.shape[0], "ns")]
     llf_gap = 0.0
-    for kind in ("poisson", "binomial", "nbinomial"):  # the other benchmark models (bench_engine.MODELS)
-        df = simulate(kind, 10_000)
-        model = eval(MODELS[kind][0], {"bf": bf})
+    models = [(kind, 10_000, eval(MODELS[kind][0], {"bf": bf})) for kind in ("poisson", "binomial", "nbinomial")]
+    models += [("gaussian", size, bf.FMM("y ~ x1 + x2", family="gaussian", k=3)) for size in sorted({10_000, n})]
+    for kind, size, model in models:  # bench_engine's models, the gaussian also at --n
+        df = simulate(kind, size)
         fits = {}
         for flag in (False, True):
             ops.VECTOR_EXP = flag
             fits[flag] = model.fit(df, search=0)
         llf_gap = max(llf_gap, abs(fits[True].llf - fits[False].llf) / abs(fits[False].llf))
-        cases.append((f"warm {kind} fit at n = 10000", lambda m=model, d=df: m.fit(d, search=0), 0, "ms"))
-    for size in sorted({10_000, n}):
-        df = simulate("gaussian", size)
-        model = bf.FMM("y ~ x1 + x2", family="gaussian", k=3)
-        fits = {}
-        for flag in (False, True):
-            ops.VECTOR_EXP = flag
-            fits[flag] = model.fit(df, search=0)
-        llf_gap = max(llf_gap, abs(fits[True].llf - fits[False].llf) / abs(fits[False].llf))
-        cases.append((f"warm gaussian fit at n = {size}", lambda m=model, d=df: m.fit(d, search=0), 0, "ms"))
-        if size == n:
+        cases.append((f"warm {kind} fit at n = {size}", lambda m=model, d=df: m.fit(d, search=0), 0, "ms"))
+        if kind == "gaussian" and size == n:
             pr, th = fits[True].problem, fits[True].theta
             cases.append((f"EM iteration at n = {size}", lambda pr=pr, th=th: m_step(pr, e_step(pr, th).resp, th), 0, "ms"))
             cases.append((f"score/Hessian at n = {size}", lambda pr=pr, th=th: score_hessian(pr, th), 0, "ms"))
