@@ -7,6 +7,7 @@ pandas or pytensor.
 from __future__ import annotations
 
 import numbers
+import os
 
 __all__ = [
     "SpecificationError",
@@ -17,6 +18,7 @@ __all__ = [
     "DataWarning",
     "rows_text",
     "check_alpha",
+    "environment_switch",
 ]
 
 
@@ -71,3 +73,21 @@ def check_alpha(alpha, what: str = "alpha") -> float:
         hint = f" (for a {alpha}% interval write alpha={1 - float(alpha) / 100:.3g})" if isinstance(alpha, numbers.Real) and 50 <= alpha < 100 else ""
         raise SpecificationError(f"{what} must be a number between 0 and 1, such as 0.05 for 95% intervals; got {alpha!r}{hint}")
     return float(alpha)
+
+
+def environment_switch(name: str) -> bool:
+    """A ``BAYESFMM_*`` on/off setting from the environment: unset, empty or ``"1"`` is on,
+    ``"0"`` off; anything else is a :class:`SpecificationError` naming the variable (a
+    typo such as ``off`` must not leave the setting silently on).
+
+    Examples
+    --------
+    >>> environment_switch("BAYESFMM_NO_SUCH_SETTING")
+    True
+    """
+    value = os.environ.get(name, "1").strip()
+    if value in ("", "1"):
+        return True
+    if value == "0":
+        return False
+    raise SpecificationError(f"environment variable {name}={value!r}: expected 0 (off) or 1 (on)")

@@ -18,9 +18,10 @@ This is a setting of the process's allocator, not of bayesfmm: it is made only o
 from __future__ import annotations
 
 import ctypes
-import os
 import sys
 from functools import lru_cache
+
+from bayesfmm.errors import environment_switch
 
 __all__ = ["keep_freed_pages", "KEEP_MMAP_BYTES", "KEEP_TRIM_BYTES"]
 
@@ -39,7 +40,7 @@ def keep_freed_pages() -> bool:
     >>> isinstance(keep_freed_pages(), bool)
     True
     """
-    if os.environ.get("BAYESFMM_KEEP_PAGES", "1") == "0" or not sys.platform.startswith("linux"):
+    if not environment_switch("BAYESFMM_KEEP_PAGES") or not sys.platform.startswith("linux"):
         return False
     try:
         # glibc's soname on every Linux architecture; ctypes.util.find_library("c") would

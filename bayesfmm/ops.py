@@ -11,11 +11,12 @@ into columns, the log-softmax, the logsumexp over classes, and sums over groups 
 from __future__ import annotations
 
 import importlib
-import os
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
+
+from bayesfmm.errors import environment_switch
 
 __all__ = ["Ops", "NUMPY_OPS", "pytensor_ops", "recurrence_sums", "logsumexp_columns", "exp_in_place", "log_in_place", "log1p_in_place", "VECTOR_EXP", "log_softmax", "expit", "cho_factor", "cho_solve", "Lazy", "special", "linalg"]
 
@@ -212,7 +213,7 @@ except ImportError:  # pragma: no cover - depends on the install
 # fits 1.24x). Decided once at import;
 # ``BAYESFMM_VECTOR_EXP=0`` in the environment keeps numpy's functions (bit for bit the
 # results of an install without the extension).
-VECTOR_EXP = bool(_vecmath is not None and _vecmath.VECTORIZED and os.environ.get("BAYESFMM_VECTOR_EXP", "1") != "0")
+VECTOR_EXP = bool(_vecmath is not None and _vecmath.VECTORIZED and environment_switch("BAYESFMM_VECTOR_EXP"))
 
 
 def _in_place(name: str, numpy_fn, x: Any) -> Any:

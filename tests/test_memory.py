@@ -26,3 +26,12 @@ def test_thresholds_are_set_once_on_glibc():
 
 def test_environment_turns_it_off():
     assert _run("0") == ["False", "False"]
+
+
+@pytest.mark.parametrize("value", ["off", "false", "2"])
+def test_a_wrong_value_names_the_variable(value):
+    env = dict(os.environ, BAYESFMM_KEEP_PAGES=value)
+    out = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, env=env)
+    assert out.returncode != 0
+    assert "SpecificationError" in out.stderr
+    assert f"BAYESFMM_KEEP_PAGES={value!r}: expected 0 (off) or 1 (on)" in out.stderr

@@ -112,6 +112,10 @@ def test_the_environment_switches_it_off():
     env["BAYESFMM_VECTOR_EXP"] = "1"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == str(bool(vecmath.VECTORIZED))
+    env["BAYESFMM_VECTOR_EXP"] = "off"  # a typo must not leave it silently on
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode != 0 and "SpecificationError" in out.stderr
+    assert "BAYESFMM_VECTOR_EXP='off': expected 0 (off) or 1 (on)" in out.stderr
 
 
 def _data(kind: str, n: int = 3000) -> "bf.pd.DataFrame":  # noqa: F821
